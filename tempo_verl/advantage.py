@@ -1,0 +1,250 @@
+"""The TEMPO advantage estimator (pure torch; no verl import).
+
+For a group of responses ``y_1..y_G`` to one prompt with outcome scores ``r_1..r_G``
+(``mu``, ``sd``: the group's mean and unbiased standard deviation; ``mu = 0, sd = 1`` for a group
+of one, as in verl's GRPO) and ``V(p)`` the mean score of the responses through prefix ``p``::
+
+    A[i, t] = ((r_i - mu) + td_coef * (V(y_i[:t+1]) - V(y_i[:t]))) / (sd + epsilon)   (t < n_i)
+
+(without the division when ``norm_adv_by_std_in_grpo`` is False), times ``response_mask``. The TD
+term is zero except at branch tokens, so the result is GRPO's dense advantage plus a sparse
+correction; ``td_coef = 0`` is exactly GRPO. The semantics are those of SPEC-tempo.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tempo_verl.config import read_algorithm_config
+from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest, uid_to_group_ids
+
+__all__ = ["compute_tempo_advantage", "tempo_advantage_and_forest"]
+
+
+def _check_mask(name: str, mask: torch.Tensor) -> None:
+    """Raise unless every entry of ``mask`` is 0 or 1 (one reduction pass, no full-size temporaries)."""
+    if mask.dtype == torch.bool or mask.numel() == 0:
+        return
+    if mask.dtype.is_complex:
+        raise ValueError(f"{name}: expected a 0/1 mask, got dtype {mask.dtype}.")
+    lo, hi = torch.aminmax(mask)
+    ok = (lo >= 0) & (hi <= 1)
+    if mask.dtype.is_floating_point:
+        # In [0, 1], the row sum equals the count of non-zeros only if every non-zero is exactly 1.
+        ok &= torch.equal(mask.sum(-1, dtype=torch.float64), mask.count_nonzero(-1).to(torch.float64))
+    if not bool(ok):
+        raise ValueError(f"{name}: expected a 0/1 mask (values 0 and 1 only), found other values.")
+
+
+def _valid_lengths(attention: torch.Tensor, name: str) -> torch.Tensor:
+    """``(bs,)`` valid lengths from a right-padded ``(bs, L)`` 0/1 attention mask, checked to be right-padded."""
+    _check_mask(name, attention)
+    lengths = attention.sum(-1, dtype=torch.long)
+    if attention.shape[1]:
+        # Right-padded: the first zero (if any) sits exactly at the length.
+        first_zero = (attention.to(torch.uint8) if attention.dtype == torch.bool else attention).argmin(-1)
+        if not bool(((lengths == attention.shape[1]) | (first_zero == lengths)).all()):
+            hint = (
+                " (multi-turn rollouts have holes in response_mask: pass the response part of "
+                "attention_mask as response_attention_mask)"
+                if name == "response_mask"
+                else ""
+            )
+            raise ValueError(
+                f"{name}: expected a right-padded mask (ones, then zeros) that gives each response's "
+                f"valid length, found a zero before a one{hint}."
+            )
+    return lengths
+
+
+def _check_inputs(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    responses: torch.Tensor,
+) -> None:
+    if not isinstance(token_level_rewards, torch.Tensor) or token_level_rewards.dim() != 2:
+        raise ValueError(
+            "token_level_rewards: expected a (bs, response_length) float tensor, got "
+            f"{getattr(token_level_rewards, 'shape', type(token_level_rewards).__name__)}."
+        )
+    bs, length = token_level_rewards.shape
+    if bs == 0:
+        raise ValueError("token_level_rewards: the batch is empty (bs = 0); TEMPO needs at least one response.")
+    if not token_level_rewards.dtype.is_floating_point:
+        raise ValueError(f"token_level_rewards: expected a float tensor, got {token_level_rewards.dtype}.")
+    for name, t in (("response_mask", response_mask), ("responses", responses)):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (bs, length):
+            raise ValueError(
+                f"{name}: expected shape ({bs}, {length}) like token_level_rewards, got "
+                f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}."
+            )
+    if responses.dtype.is_floating_point or responses.dtype.is_complex or responses.dtype == torch.bool:
+        raise ValueError(f"responses: expected integer token ids, got dtype {responses.dtype}.")
+
+
+def _resolve_token_inputs(
+    responses: torch.Tensor | None,
+    response_attention_mask: torch.Tensor | None,
+    batch: Any,
+    length: int,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Take ``responses`` and the response attention mask from verl's ``batch`` when not given directly."""
+    if batch is None:
+        return responses, response_attention_mask
+    # TensorDict refuses `key in td`: it wants `key in td.keys()`.
+    if responses is None and "responses" in batch.keys():  # noqa: SIM118
+        responses = batch["responses"]
+    if response_attention_mask is None and "attention_mask" in batch.keys():  # noqa: SIM118
+        response_attention_mask = batch["attention_mask"][:, -length:] if length else batch["attention_mask"][:, :0]
+    return responses, response_attention_mask
+
+
+def tempo_advantage_and_forest(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any = None,
+    responses: torch.Tensor | None = None,
+    response_attention_mask: torch.Tensor | None = None,
+    epsilon: float = 1e-6,
+    norm_adv_by_std_in_grpo: bool = True,
+    td_coef: float = 1.0,
+    config: Any = None,
+    response_lengths: torch.Tensor | None = None,
+    batch: Any = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor, PrefixForest]:
+    """:func:`compute_tempo_advantage`, also returning the :class:`PrefixForest` (for metrics and dumps)."""
+    if config is not None:
+        tempo_config, norm = read_algorithm_config(config)
+        td_coef = tempo_config.td_coef
+        if norm is not None:
+            norm_adv_by_std_in_grpo = norm
+    try:
+        td_coef = float(td_coef)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"td_coef: expected a number, got {td_coef!r}.") from err
+    if td_coef != td_coef or abs(td_coef) == float("inf"):
+        raise ValueError(f"td_coef: expected a finite number, got {td_coef}.")
+    if not epsilon >= 0:
+        raise ValueError(f"epsilon: expected a non-negative number, got {epsilon}.")
+
+    length = token_level_rewards.shape[-1] if isinstance(token_level_rewards, torch.Tensor) else 0
+    responses, response_attention_mask = _resolve_token_inputs(responses, response_attention_mask, batch, length)
+    if responses is None:
+        raise ValueError(
+            "responses: TEMPO needs the response token ids to build the prefix trees, and none were "
+            "passed. Call compute_tempo_advantage(..., responses=batch['responses']); inside verl, "
+            "install the plugin (pip install tempo-verl) so its hook passes them to the estimator "
+            "(see docs/verl.md)."
+        )
+    _check_inputs(token_level_rewards, response_mask, responses)
+    bs, length = token_level_rewards.shape
+    device = token_level_rewards.device
+    group = uid_to_group_ids(index, bs, device=device)
+
+    _check_mask("response_mask", response_mask)
+    if response_lengths is not None:
+        lengths = torch.as_tensor(response_lengths, device=device)
+        if lengths.dtype.is_floating_point or tuple(lengths.shape) != (bs,):
+            raise ValueError(
+                f"response_lengths: expected ({bs},) integers, got {lengths.dtype} {tuple(lengths.shape)}."
+            )
+        lengths = lengths.long()
+        if bool(((lengths < 0) | (lengths > length)).any()):
+            raise ValueError(
+                f"response_lengths: every valid length must lie in [0, {length}] (the response width); "
+                f"got values from {int(lengths.min())} to {int(lengths.max())}."
+            )
+    elif response_attention_mask is not None:
+        if not isinstance(response_attention_mask, torch.Tensor) or tuple(response_attention_mask.shape) != (
+            bs,
+            length,
+        ):
+            raise ValueError(
+                f"response_attention_mask: expected shape ({bs}, {length}), got "
+                f"{tuple(getattr(response_attention_mask, 'shape', ()))}."
+            )
+        lengths = _valid_lengths(response_attention_mask, "response_attention_mask")
+    else:
+        lengths = _valid_lengths(response_mask, "response_mask")
+
+    scores = token_level_rewards.sum(dim=-1)
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError("token_level_rewards: found NaN or infinite rewards; every outcome score must be finite.")
+
+    forest = build_prefix_forest(responses, lengths, group, scores)
+
+    # Group statistics (float64): mean and unbiased std; a group of one gets mu = 0, sd = 1 (verl's GRPO).
+    r = forest.scores
+    size = forest.layout.size.to(torch.float64)
+    mean = torch.zeros_like(size).index_add_(0, group, r) / size
+    sq = torch.zeros_like(size).index_add_(0, group, (r - mean[group]) ** 2)
+    std = torch.sqrt(sq / (size - 1).clamp(min=1))
+    single = forest.layout.size == 1
+    mean = mean.masked_fill(single, 0.0)
+    std = std.masked_fill(single, 1.0)
+    centred = r - mean[group]
+    scale = 1.0 / (std[group] + epsilon) if norm_adv_by_std_in_grpo else torch.ones_like(r)
+
+    # Dense part: GRPO. Sparse part: the TD term at the branch tokens, written over the dense value.
+    advantages = response_mask.to(torch.float32, copy=True).mul_((centred * scale).to(torch.float32)[:, None])
+    if forest.branch_row.numel():
+        b_row, b_pos = forest.branch_row, forest.branch_pos
+        value = (centred[b_row] + td_coef * forest.td) * scale[b_row]
+        advantages[b_row, b_pos] = value.to(torch.float32) * response_mask[b_row, b_pos].to(torch.float32)
+    return advantages, advantages, forest
+
+
+def compute_tempo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any = None,
+    responses: torch.Tensor | None = None,
+    response_attention_mask: torch.Tensor | None = None,
+    epsilon: float = 1e-6,
+    norm_adv_by_std_in_grpo: bool = True,
+    td_coef: float = 1.0,
+    config: Any = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """TEMPO advantage: GRPO plus a prefix-tree TD correction at branch tokens.
+
+    Args:
+        token_level_rewards: ``(bs, L)`` float rewards per response token; a response's outcome
+            score ``r_i`` is their sum (as in verl's GRPO).
+        response_mask: ``(bs, L)`` 0/1 tokens that are trained on; the advantage is 0 elsewhere.
+            In multi-turn rollouts tool-output tokens are 0 here but still part of the tree.
+        index: ``(bs,)`` prompt ids (verl's ``uid``); rows with equal ids form a group, in any order.
+        responses: ``(bs, L)`` integer response token ids, right-padded. Required.
+        response_attention_mask: ``(bs, L)`` 0/1 right-padded mask of the positions that hold a
+            real token (``attention_mask[:, -L:]``); gives each response's valid length ``n_i``.
+            Defaults to ``response_mask``, which is right for single-turn rollouts only: with
+            tool-output holes in ``response_mask`` pass the attention mask (a mask with holes is
+            rejected rather than misread).
+        epsilon: added to the group std before dividing (verl's GRPO uses 1e-6).
+        norm_adv_by_std_in_grpo: divide by the group std (GRPO); False gives Dr. GRPO scaling.
+        td_coef: weight of the TD term (1.0 is the paper's estimator; 0.0 is exactly GRPO).
+        config: verl's ``algorithm`` config (DictConfig or ``AlgoConfig``); when given it supplies
+            ``norm_adv_by_std_in_grpo`` and ``tempo.td_coef``, as verl's estimators read theirs.
+        **kwargs: ``response_lengths`` (``(bs,)`` valid lengths, instead of an attention mask) and
+            ``batch`` (verl's ``TensorDict``: ``responses`` and ``attention_mask`` are taken from it
+            when not passed directly); anything else verl passes (``reward_baselines``, ...) is ignored.
+
+    Returns:
+        ``(advantages, returns)``, both the same ``(bs, L)`` float32 tensor on the input's device.
+    """
+    advantages, returns, _ = tempo_advantage_and_forest(
+        token_level_rewards,
+        response_mask,
+        index=index,
+        responses=responses,
+        response_attention_mask=response_attention_mask,
+        epsilon=epsilon,
+        norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo,
+        td_coef=td_coef,
+        config=config,
+        **kwargs,
+    )
+    return advantages, returns

@@ -1,0 +1,115 @@
+"""TEMPO's knobs under verl's ``algorithm.tempo`` (no verl import: read from any mapping-like config).
+
+On verl's command line (hydra struct mode) new keys need a ``+``::
+
+    algorithm.adv_estimator=tempo +algorithm.tempo.td_coef=0.5
+    +algorithm.tempo.dump.dir=/tmp/trees +algorithm.tempo.dump.every=50 +algorithm.tempo.dump.groups=8
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = ["DumpConfig", "TempoConfig", "read_algorithm_config"]
+
+
+@dataclass(frozen=True)
+class DumpConfig:
+    """Opt-in dump of the prefix trees TEMPO builds (off while ``dir`` is unset).
+
+    Attributes:
+        dir: folder for one ``tempo_trees_step{N}.jsonl`` file per dumped step.
+        every: dump every this many training steps.
+        groups: at most this many groups (prompts) per dumped step.
+    """
+
+    dir: str | None = None
+    every: int = 50
+    groups: int = 8
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.dir)
+
+
+@dataclass(frozen=True)
+class TempoConfig:
+    """``algorithm.tempo``.
+
+    Attributes:
+        td_coef: weight of the TD correction at branch tokens (1.0: the paper's TEMPO; 0.0: GRPO).
+        dump: see :class:`DumpConfig`.
+    """
+
+    td_coef: float = 1.0
+    dump: DumpConfig = field(default_factory=DumpConfig)
+
+
+def _keys(node: Any) -> list[str]:
+    if node is None:
+        return []
+    if hasattr(node, "keys"):
+        return [str(k) for k in node]
+    raise ValueError(f"algorithm.tempo: expected a mapping of knobs, got {type(node).__name__} {node!r}.")
+
+
+def _number(path: str, value: Any, kind: type, minimum: float | None = None) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{path}: expected a {kind.__name__}, got {value!r}.")
+    if kind is int and value != int(value):
+        raise ValueError(f"{path}: expected an integer, got {value!r}.")
+    value = kind(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{path}: expected a finite number, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{path}: expected a value >= {minimum}, got {value!r}.")
+    return value
+
+
+def _check_keys(path: str, node: Any, cls: type) -> None:
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(_keys(node)) - set(valid))
+    if unknown:
+        raise ValueError(
+            f"{path}: unknown key(s) {unknown}; valid keys are {valid} "
+            f"(on verl's command line: +{path}.{valid[0]}=...)."
+        )
+
+
+def _get(node: Any, key: str, default: Any = None) -> Any:
+    if node is None:
+        return default
+    if hasattr(node, "get"):
+        return node.get(key, default)
+    return getattr(node, key, default)
+
+
+def read_algorithm_config(config: Any) -> tuple[TempoConfig, bool | None]:
+    """Read TEMPO's knobs from verl's ``algorithm`` config.
+
+    Args:
+        config: a DictConfig (what verl's trainers pass), an ``AlgoConfig`` dataclass (it has no
+            ``tempo`` field, so the knobs keep their defaults), a dict, or None.
+
+    Returns:
+        ``(tempo_config, norm_adv_by_std_in_grpo)``; the latter is None when the config does not say.
+
+    Raises:
+        ValueError: naming the bad key and the valid ones, or the bad value and what was expected.
+    """
+    norm = _get(config, "norm_adv_by_std_in_grpo", None)
+    node = _get(config, "tempo", None)
+    _check_keys("algorithm.tempo", node, TempoConfig)
+    td_coef = _number("algorithm.tempo.td_coef", _get(node, "td_coef", TempoConfig.td_coef), float)
+    dump_node = _get(node, "dump", None)
+    _check_keys("algorithm.tempo.dump", dump_node, DumpConfig)
+    directory = _get(dump_node, "dir", None)
+    if directory is not None and not isinstance(directory, str):
+        raise ValueError(f"algorithm.tempo.dump.dir: expected a folder path, got {directory!r}.")
+    dump = DumpConfig(
+        dir=directory or None,
+        every=_number("algorithm.tempo.dump.every", _get(dump_node, "every", DumpConfig.every), int, minimum=1),
+        groups=_number("algorithm.tempo.dump.groups", _get(dump_node, "groups", DumpConfig.groups), int, minimum=1),
+    )
+    return TempoConfig(td_coef=td_coef, dump=dump), (None if norm is None else bool(norm))
