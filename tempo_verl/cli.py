@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from tempo_verl.data.cli import app as data_app
+
 app = typer.Typer(
     name="tempo-verl",
     help="TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.",
@@ -11,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:
