@@ -23,29 +23,38 @@ from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest, uid_to_gro
 __all__ = ["compute_tempo_advantage", "tempo_advantage_and_forest"]
 
 
-def _check_mask(name: str, mask: torch.Tensor) -> None:
-    """Raise unless every entry of ``mask`` is 0 or 1 (one reduction pass, no full-size temporaries)."""
-    if mask.dtype == torch.bool or mask.numel() == 0:
+def _check_01(name: str, weights: torch.Tensor, source_dtype: torch.dtype) -> None:
+    """Raise unless every entry of ``weights`` (a float32 copy of a mask) is 0 or 1; no full-size temporaries."""
+    if source_dtype == torch.bool or weights.numel() == 0:
         return
-    if mask.dtype.is_complex:
-        raise ValueError(f"{name}: expected a 0/1 mask, got dtype {mask.dtype}.")
-    lo, hi = torch.aminmax(mask)
+    lo, hi = torch.aminmax(weights)
     ok = (lo >= 0) & (hi <= 1)
-    if mask.dtype.is_floating_point:
-        # In [0, 1], the row sum equals the count of non-zeros only if every non-zero is exactly 1.
-        ok &= torch.equal(mask.sum(-1, dtype=torch.float64), mask.count_nonzero(-1).to(torch.float64))
+    if source_dtype.is_floating_point:
+        # In [0, 1], the count of non-zeros equals the sum only if every non-zero is exactly 1.
+        ok &= weights.count_nonzero() == weights.sum(dtype=torch.float64)
     if not bool(ok):
         raise ValueError(f"{name}: expected a 0/1 mask (values 0 and 1 only), found other values.")
 
 
-def _valid_lengths(attention: torch.Tensor, name: str) -> torch.Tensor:
-    """``(bs,)`` valid lengths from a right-padded ``(bs, L)`` 0/1 attention mask, checked to be right-padded."""
-    _check_mask(name, attention)
-    lengths = attention.sum(-1, dtype=torch.long)
-    if attention.shape[1]:
-        # Right-padded: the first zero (if any) sits exactly at the length.
-        first_zero = (attention.to(torch.uint8) if attention.dtype == torch.bool else attention).argmin(-1)
-        if not bool(((lengths == attention.shape[1]) | (first_zero == lengths)).all()):
+def _valid_lengths(name: str, mask: torch.Tensor, known_01: bool = False) -> torch.Tensor:
+    """``(bs,)`` valid lengths from a right-padded ``(bs, L)`` 0/1 mask, checked in two row reductions.
+
+    With ``z`` the first position of the row minimum ``m`` and ``n`` the row sum, a row is ones-then-zeros
+    exactly when ``m == 1 and n == L`` or ``m == 0 and n == z`` (entries before ``z`` are then positive and
+    sum to ``z``). For integer masks this also proves 0/1; float masks need ``max <= 1`` too.
+    """
+    if mask.dtype == torch.bool:
+        mask = mask.view(torch.uint8)
+    if mask.dtype.is_complex:
+        raise ValueError(f"{name}: expected a 0/1 mask, got dtype {mask.dtype}.")
+    width = mask.shape[1]
+    lengths = mask.sum(-1, dtype=torch.float64 if mask.dtype.is_floating_point else torch.long)
+    if width:
+        low, first_low = torch.min(mask, dim=-1)
+        ok = ((low == 1) & (lengths == width)) | ((low == 0) & (lengths == first_low))
+        if mask.dtype.is_floating_point and not known_01:
+            ok &= mask.max() <= 1
+        if not bool(ok.all()):
             hint = (
                 " (multi-turn rollouts have holes in response_mask: pass the response part of "
                 "attention_mask as response_attention_mask)"
@@ -53,10 +62,10 @@ def _valid_lengths(attention: torch.Tensor, name: str) -> torch.Tensor:
                 else ""
             )
             raise ValueError(
-                f"{name}: expected a right-padded mask (ones, then zeros) that gives each response's "
-                f"valid length, found a zero before a one{hint}."
+                f"{name}: expected a right-padded 0/1 mask (ones, then zeros) that gives each response's "
+                f"valid length, found other values or a zero before a one{hint}."
             )
-    return lengths
+    return lengths.long()
 
 
 def _check_inputs(
@@ -144,7 +153,9 @@ def tempo_advantage_and_forest(
     device = token_level_rewards.device
     group = uid_to_group_ids(index, bs, device=device)
 
-    _check_mask("response_mask", response_mask)
+    # The float32 copy of response_mask is checked, then becomes the advantages buffer (one full-size allocation).
+    weights = response_mask.to(torch.float32, copy=True)
+    _check_01("response_mask", weights, response_mask.dtype)
     if response_lengths is not None:
         lengths = torch.as_tensor(response_lengths, device=device)
         if lengths.dtype.is_floating_point or tuple(lengths.shape) != (bs,):
@@ -166,9 +177,9 @@ def tempo_advantage_and_forest(
                 f"response_attention_mask: expected shape ({bs}, {length}), got "
                 f"{tuple(getattr(response_attention_mask, 'shape', ()))}."
             )
-        lengths = _valid_lengths(response_attention_mask, "response_attention_mask")
+        lengths = _valid_lengths("response_attention_mask", response_attention_mask)
     else:
-        lengths = _valid_lengths(response_mask, "response_mask")
+        lengths = _valid_lengths("response_mask", weights, known_01=True)
 
     scores = token_level_rewards.sum(dim=-1)
     if not bool(torch.isfinite(scores).all()):
@@ -189,11 +200,11 @@ def tempo_advantage_and_forest(
     scale = 1.0 / (std[group] + epsilon) if norm_adv_by_std_in_grpo else torch.ones_like(r)
 
     # Dense part: GRPO. Sparse part: the TD term at the branch tokens, written over the dense value.
-    advantages = response_mask.to(torch.float32, copy=True).mul_((centred * scale).to(torch.float32)[:, None])
-    if forest.branch_row.numel():
-        b_row, b_pos = forest.branch_row, forest.branch_pos
-        value = (centred[b_row] + td_coef * forest.td) * scale[b_row]
-        advantages[b_row, b_pos] = value.to(torch.float32) * response_mask[b_row, b_pos].to(torch.float32)
+    b_row, b_pos = forest.branch_row, forest.branch_pos
+    mask_at_branch = weights[b_row, b_pos]
+    advantages = weights.mul_((centred * scale).to(torch.float32)[:, None])
+    value = (centred[b_row] + td_coef * forest.td) * scale[b_row]
+    advantages[b_row, b_pos] = value.to(torch.float32) * mask_at_branch
     return advantages, advantages, forest
 
 

@@ -45,6 +45,7 @@ __all__ = [
 
 _END = -1  # "next token" of a response that ends at the compared depth
 _MATCHING = -2  # "next token" of a row still matching its representative at the end of the window
+_MAX_SPAN = 4096  # the longest comparison span of one step
 
 
 def uid_to_group_ids(index, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -123,7 +124,7 @@ def group_layout(group: torch.Tensor) -> GroupLayout:
 
 
 def pairwise_common_prefix(
-    responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout, window: int = 64
+    responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout, window: int = 32
 ) -> torch.Tensor:
     """Longest common prefix of every row with every member of its group.
 
@@ -131,7 +132,8 @@ def pairwise_common_prefix(
         responses: ``(bs, L)`` integer token ids; only the first ``lengths[i]`` of row ``i`` count.
         lengths: ``(bs,)`` int64 valid lengths ``n_i``.
         layout: the groups, from :func:`group_layout`.
-        window: how many tokens a row compares with its class representative per step.
+        window: how many tokens a row compares with its class representative in its first step after
+            a branch (doubling while it keeps matching). A speed knob: the result does not depend on it.
 
     Returns:
         ``(bs, G)`` int64: ``[i, k]`` is ``lcp(i, layout.mates[i, k])``, ``n_i`` on the row itself,
@@ -144,32 +146,43 @@ def pairwise_common_prefix(
     safe_mates = mates.clamp(min=0)
     lcp = torch.full(mates.shape, -1, dtype=torch.long, device=device)
     rows = torch.arange(bs, device=device)
+    if L == 0:  # nothing to compare: every common prefix is empty
+        return torch.where(real, 0, -1)
     never = L + 1  # e of a row that matched its representative over the whole window
 
-    # Class state of every row: id, representative and the depth its class is known to share.
+    # Class state of every row: id, representative, the depth its class is known to share, and how
+    # many tokens it compares next (doubling while it keeps matching, so a long shared part costs
+    # O(log) steps; back to `window` after each branch).
     cls = layout.group.clone()
     rep = layout.members[layout.group, 0].clone()
     depth = torch.zeros(bs, dtype=torch.long, device=device)
+    span = torch.full((bs,), window, dtype=torch.long, device=device)
     active = layout.size[layout.group] >= 2
     stop_at = torch.full((bs,), never, dtype=torch.long, device=device)
     next_tok = torch.full((bs,), _MATCHING, dtype=torch.long, device=device)
-    offsets = torch.arange(window, device=device)
-    flat = responses.reshape(-1)
+    # Row windows without index arithmetic: windows(W)[b] is flat[b : b + W], a view, gathered by row.
+    flat = responses.contiguous().reshape(-1)
 
     while True:
-        act = active.nonzero().squeeze(1)  # one host sync per tree level or window
+        act = active.nonzero().squeeze(1)  # host sync: one per step, never per token, row or group
         if act.numel() == 0:
             break
-        act_rep, act_depth, act_len = rep[act], depth[act], lengths[act]
-        # Compare the next `window` tokens of each active row with its representative's.
-        pos = act_depth[:, None] + offsets
-        at = pos.clamp(max=max(L - 1, 0))
-        own = flat[act[:, None] * L + at] if L else pos
-        ref = flat[act_rep[:, None] * L + at] if L else pos
-        stop = (pos >= act_len[:, None]) | (pos >= lengths[act_rep][:, None]) | (own != ref)
-        hit, first = stop.max(dim=1)
-        e = torch.where(hit, act_depth + first, never)
-        tok = own.gather(1, first[:, None]).squeeze(1)
+        act_rep, act_depth, act_len, act_span = rep[act], depth[act], lengths[act], span[act]
+        # Compare the next `span` tokens of each active row with its representative's: one window of
+        # W positions per row, starting at its depth (or at L - W near the end, to stay in the row).
+        width = min(int(act_span.max()), L)
+        windows = flat.as_strided((flat.numel() - width + 1, width), (1, 1))
+        start = act_depth.clamp(max=L - width)
+        own = windows[act * L + start]
+        ref = windows[act_rep * L + start]
+        skip = act_depth - start  # window positions before the row's depth
+        differ = (own != ref) & (torch.arange(width, device=device) >= skip[:, None])
+        hit, first = differ.max(dim=1)
+        limit = torch.minimum(act_len, lengths[act_rep]) - act_depth  # both responses still have a token
+        k = torch.minimum(torch.where(hit, first - skip, never), limit)
+        hit = k < act_span
+        e = torch.where(hit, act_depth + k, never)
+        tok = own.gather(1, (k + skip).clamp(max=width - 1)[:, None]).squeeze(1)
         nt = torch.where(~hit, _MATCHING, torch.where(e < act_len, tok, _END))
         stop_at[act], next_tok[act] = e, nt
 
@@ -182,14 +195,18 @@ def pairwise_common_prefix(
         lcp[act] = torch.where(parted, torch.minimum(e[:, None], e_m), lcp[act])
 
         # New classes: rows that stopped at the same depth with the same next token, or still match.
+        # One int64 key per row: (class, stop depth, rank of the next token) < n * (L + 2) * n.
         keep = nt != _END
-        key = torch.stack([cls[act], e, nt], dim=1)
-        _, new_cls = torch.unique(key, dim=0, return_inverse=True)
-        count = torch.bincount(new_cls[keep], minlength=act.numel())
+        _, nt_rank = torch.unique(nt, return_inverse=True)
+        n_act = act.numel()
+        key = (cls[act] * (L + 2) + e.clamp(max=L + 1)) * (n_act + 2) + nt_rank
+        _, new_cls = torch.unique(key, return_inverse=True)
+        count = torch.bincount(new_cls[keep], minlength=n_act)
         new_rep = torch.full_like(count, bs).scatter_reduce(0, new_cls, act, reduce="amin")
         cls[act] = new_cls
         rep[act] = new_rep[new_cls]
-        depth[act] = torch.where(hit, e + 1, act_depth + window)
+        depth[act] = torch.where(hit, e + 1, act_depth + act_span)
+        span[act] = torch.where(hit, window, (act_span * 2).clamp(max=_MAX_SPAN))
         active[act] = keep & (count[new_cls] >= 2)
         stop_at[act], next_tok[act] = never, _MATCHING
 
@@ -263,7 +280,7 @@ def build_prefix_forest(
     lengths: torch.Tensor,
     group: torch.Tensor,
     scores: torch.Tensor,
-    window: int = 64,
+    window: int = 32,
 ) -> PrefixForest:
     """Build the prefix trees of all groups and locate the branch tokens with their prefix values.
 

@@ -318,7 +318,7 @@ def test_mask_with_holes_needs_attention_mask():
     rewards, mask, index, responses = _good()
     holed = mask.clone()
     holed[1, 1] = 0
-    with pytest.raises(ValueError, match=r"response_mask: expected a right-padded mask.*response_attention_mask"):
+    with pytest.raises(ValueError, match=r"response_mask: expected a right-padded 0/1 mask.*response_attention_mask"):
         compute_tempo_advantage(rewards, holed, index, responses)
     adv, _ = compute_tempo_advantage(rewards, holed, index, responses, response_attention_mask=mask)
     assert adv[1, 1] == 0 and adv[1, 2] != 0
@@ -332,8 +332,11 @@ def test_bad_lengths_and_attention_mask():
     with pytest.raises(ValueError, match="response_attention_mask: expected shape"):
         compute_tempo_advantage(rewards, mask, index, responses, response_attention_mask=mask[:, 1:])
     left_padded = mask.flip(-1)
-    with pytest.raises(ValueError, match="response_attention_mask: expected a right-padded mask"):
+    with pytest.raises(ValueError, match="response_attention_mask: expected a right-padded 0/1 mask"):
         compute_tempo_advantage(rewards, mask, index, responses, response_attention_mask=left_padded)
+    for bad in (mask * 2, mask.float() * 0.5, mask - 1):
+        with pytest.raises(ValueError, match="response_attention_mask: expected a right-padded 0/1 mask"):
+            compute_tempo_advantage(rewards, mask, index, responses, response_attention_mask=bad)
     with pytest.raises(ValueError, match="td_coef: expected a finite number"):
         compute_tempo_advantage(rewards, mask, index, responses, td_coef=float("nan"))
 

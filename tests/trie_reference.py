@@ -12,19 +12,33 @@ from collections import defaultdict
 import torch
 
 
-def _trie_values(group: list[tuple[list[int], float]]) -> dict[tuple[int, ...], float]:
-    """V(p) for every prefix p of the group's responses: the mean score of the responses through p."""
-    total: dict[tuple[int, ...], float] = defaultdict(float)
-    count: dict[tuple[int, ...], int] = defaultdict(int)
+class _Node:
+    """One trie node: the responses through this prefix (their score sum and count) and its children."""
+
+    __slots__ = ("children", "count", "total")
+
+    def __init__(self) -> None:
+        self.children: dict[int, _Node] = {}
+        self.total = 0.0
+        self.count = 0
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count
+
+
+def _build_trie(group: list[tuple[list[int], float]]) -> _Node:
+    """The prefix tree of one group; every node holds V(p), the mean score of the responses through p."""
+    root = _Node()
     for tokens, score in group:
-        node: tuple[int, ...] = ()
-        total[node] += score
-        count[node] += 1
+        node = root
+        node.total += score
+        node.count += 1
         for tok in tokens:
-            node = (*node, tok)
-            total[node] += score
-            count[node] += 1
-    return {p: total[p] / count[p] for p in total}
+            node = node.children.setdefault(tok, _Node())
+            node.total += score
+            node.count += 1
+    return root
 
 
 def reference_tempo_advantage(
@@ -42,7 +56,7 @@ def reference_tempo_advantage(
     ``lengths[i]`` is the valid length ``n_i`` of row ``i`` (the sum of its attention mask).
     """
     bs, L = token_level_rewards.shape
-    scores = token_level_rewards.double().sum(-1).tolist()
+    scores = token_level_rewards.sum(-1).double().tolist()  # summed in the input dtype, as verl does
     ids = responses.tolist()
     mask = response_mask.double().tolist()
     rows_of: dict = defaultdict(list)
@@ -57,12 +71,16 @@ def reference_tempo_advantage(
         else:
             mu = sum(r) / len(r)
             sd = math.sqrt(sum((x - mu) ** 2 for x in r) / (len(r) - 1))
-        values = _trie_values([(ids[i][: lengths[i]], scores[i]) for i in rows])
+        root = _build_trie([(ids[i][: lengths[i]], scores[i]) for i in rows])
         for i in rows:
-            path = tuple(ids[i][: lengths[i]])
+            node = root
             for t in range(L):
                 # Beyond the valid length there is no state: GRPO's value (times the mask) as in verl.
-                td = values[path[: t + 1]] - values[path[:t]] if t < lengths[i] else 0.0
+                td = 0.0
+                if t < lengths[i]:
+                    child = node.children[ids[i][t]]
+                    td = child.value - node.value
+                    node = child
                 a = (scores[i] - mu) + td_coef * td
                 if norm_adv_by_std_in_grpo:
                     a /= sd + epsilon
