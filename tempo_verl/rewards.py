@@ -326,7 +326,8 @@ class _Helper:
         """The score, or None if the helper timed out or died (then it is killed)."""
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(json.dumps({"gold": gold, "pred": prediction}).encode() + b"\n")
+            request = {"gold": gold, "pred": prediction, "timeout": max(1, min(5, int(timeout // 2)))}
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
         except OSError:
             self.kill()
@@ -452,7 +453,11 @@ atexit.register(_close_pool)
 
 
 def _serve() -> None:
-    """Helper-process loop: one JSON request per stdin line, one ``{"score": ...}`` line back."""
+    """Helper-process loop: one JSON request per stdin line, one ``{"score": ...}`` line back.
+
+    math-verify's signal timeouts (about half the caller's limit, 1-5 s) stop most slow checks
+    here; the caller kills the helper for the rest (e.g. a huge integer power inside C code).
+    """
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     import math_verify  # noqa: F401  (import before saying ready: startup is not a check's time)
 
@@ -462,7 +467,8 @@ def _serve() -> None:
     for line in sys.stdin.buffer:
         try:
             request = json.loads(line)
-            score = _verify_here(str(request["gold"]), str(request["pred"]), 5)
+            # math-verify's own (signal) timeout first: the helper's main thread can use it
+            score = _verify_here(str(request["gold"]), str(request["pred"]), int(request.get("timeout", 5)))
         except Exception:
             score = 0.0
         out.write(json.dumps({"score": score}).encode() + b"\n")

@@ -273,6 +273,28 @@ def test_td_coef_given_as_argument_replaces_the_recipe_default(workdir: Path) ->
     assert cfg.algorithm.tempo.td_coef == 0.25
 
 
+DOCUMENTED_OVERRIDES = [
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
+    "actor_rollout_ref.actor.use_dynamic_bsz=True",
+    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=16384",
+    "actor_rollout_ref.actor.fsdp_config.param_offload=True",
+    "actor_rollout_ref.actor.fsdp_config.optimizer_offload=True",
+    "+data.apply_chat_template_kwargs.enable_thinking=False",
+    "trainer.total_training_steps=300",
+]
+
+
+def test_overrides_in_the_docs_compose(workdir: Path) -> None:
+    docs = (REPO / "docs" / "recipes.md").read_text()
+    for override in DOCUMENTED_OVERRIDES:
+        assert override in docs.replace("\n  ", " "), override
+    cfg = check(recorded_overrides(workdir, "run_qwen3-4b_medqa_grpo.sh", *DOCUMENTED_OVERRIDES))
+    assert cfg.actor_rollout_ref.actor.use_dynamic_bsz is True
+    assert cfg.actor_rollout_ref.actor.fsdp_config.param_offload is True
+    assert cfg.data.apply_chat_template_kwargs.enable_thinking is False
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -34,9 +34,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_console = Console()
-_errors = Console(stderr=True)
-
 OUT_HELP = "Output folder: files go to OUT/<data_source>/<split>.parquet."
 SEED_HELP = "Seed of the --max-* subset draw (the same seed gives the same rows)."
 
@@ -72,20 +69,22 @@ def _show(reports: list[SplitReport]) -> None:
             str(report.written),
             str(report.path) if report.path else "(nothing written)",
         )
-    _console.print(table)
+    Console().print(table)
 
 
 def _finish(reports: list[SplitReport]) -> None:
     _show(reports)
     empty = [f"{r.source}/{r.split}" for r in reports if r.written == 0]
     if empty:
-        _errors.print(f"[red]error:[/red] no valid rows for {', '.join(empty)} (see the bad-row counts above).")
+        Console(stderr=True).print(
+            f"[red]error:[/red] no valid rows for {', '.join(empty)} (see the bad-row counts above)."
+        )
         raise typer.Exit(1)
 
 
 def _fail(exc: Exception) -> None:
     message = str(exc) if isinstance(exc, PrepareError) else f"unexpected {type(exc).__name__}: {exc}"
-    _errors.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    Console(stderr=True).print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(1)
 
 
