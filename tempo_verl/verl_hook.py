@@ -42,7 +42,8 @@ SUPPORTED_VERL = ("0.9.1",)
 _MARK = "__tempo_verl_hook__"
 _V1 = "verl.trainer.ppo.v1.trainer_base"
 _LEGACY = "verl.trainer.ppo.ray_trainer"
-_pending_legacy_metrics: dict[str, float] = {}
+#: The last legacy tempo step: (id of its DataProto, its metrics), until compute_data_metrics sees that batch.
+_pending_legacy_metrics: list[tuple[int, dict[str, float]]] = []
 
 
 def _is_tempo(estimator: Any) -> bool:
@@ -135,17 +136,16 @@ def _patch_legacy(module: ModuleType) -> None:
             )
             with token_inputs(inputs):
                 out = original(data, adv_estimator, *args, **kwargs)
-            _pending_legacy_metrics.update(inputs.metrics)
+            _pending_legacy_metrics[:] = [(id(out), inputs.metrics)]
             return out
 
         return compute_advantage
 
     def make_metrics(original: Callable) -> Callable:
-        def compute_data_metrics(*args, **kwargs):
-            result = original(*args, **kwargs)
-            if _pending_legacy_metrics:
-                result.update(_pending_legacy_metrics)
-                _pending_legacy_metrics.clear()
+        def compute_data_metrics(batch, *args, **kwargs):
+            result = original(batch, *args, **kwargs)
+            if _pending_legacy_metrics and _pending_legacy_metrics[0][0] == id(batch):
+                result.update(_pending_legacy_metrics.pop()[1])
             return result
 
         return compute_data_metrics
