@@ -20,7 +20,7 @@ import torch
 from tempo_verl.config import read_algorithm_config
 from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest, uid_to_group_ids
 
-__all__ = ["compute_tempo_advantage", "tempo_advantage_and_forest"]
+__all__ = ["compute_tempo_advantage", "resolve_token_inputs", "tempo_advantage_and_forest"]
 
 
 def _check_01(name: str, weights: torch.Tensor, source_dtype: torch.dtype) -> None:
@@ -93,7 +93,7 @@ def _check_inputs(
         raise ValueError(f"responses: expected integer token ids, got dtype {responses.dtype}.")
 
 
-def _resolve_token_inputs(
+def resolve_token_inputs(
     responses: torch.Tensor | None,
     response_attention_mask: torch.Tensor | None,
     batch: Any,
@@ -140,7 +140,7 @@ def tempo_advantage_and_forest(
         raise ValueError(f"epsilon: expected a non-negative number, got {epsilon}.")
 
     length = token_level_rewards.shape[-1] if isinstance(token_level_rewards, torch.Tensor) else 0
-    responses, response_attention_mask = _resolve_token_inputs(responses, response_attention_mask, batch, length)
+    responses, response_attention_mask = resolve_token_inputs(responses, response_attention_mask, batch, length)
     if responses is None:
         raise ValueError(
             "responses: TEMPO needs the response token ids to build the prefix trees, and none were "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -25,8 +26,8 @@ from typing import Any
 import torch
 
 from tempo_verl._post_import import when_imported
-from tempo_verl.advantage import tempo_advantage_and_forest
-from tempo_verl.config import read_algorithm_config
+from tempo_verl.advantage import resolve_token_inputs, tempo_advantage_and_forest
+from tempo_verl.config import DumpConfig, read_algorithm_config
 from tempo_verl.metrics import tree_metrics
 
 __all__ = ["ESTIMATOR_NAME", "TokenInputs", "install", "tempo_estimator", "token_inputs"]
@@ -56,6 +57,9 @@ class TokenInputs:
 
 
 _current: contextvars.ContextVar[TokenInputs | None] = contextvars.ContextVar("tempo_token_inputs", default=None)
+
+_calls = itertools.count(1)  # step numbers for dumps when the trainer does not say
+_dump_writers: dict[DumpConfig, Any] = {}
 
 #: Why the responses hook is not installed (empty when it is). Filled by :mod:`tempo_verl.verl_hook`.
 hook_problems: list[str] = []
@@ -108,10 +112,28 @@ def tempo_estimator(
     advantages, returns, forest = tempo_advantage_and_forest(
         token_level_rewards, response_mask, index=index, config=config, **kwargs
     )
+    call = next(_calls)
     if inputs is not None:
         inputs.metrics = tree_metrics(forest, response_mask)
         inputs.metrics["tempo/time_s"] = time.perf_counter() - start
+    if config is not None:
+        dump = read_algorithm_config(config)[0].dump
+        if dump.enabled:
+            step = inputs.step if inputs is not None and inputs.step is not None else call
+            responses = resolve_token_inputs(
+                kwargs.get("responses"), None, kwargs.get("batch"), response_mask.shape[1]
+            )[0]
+            _dump_writer(dump).maybe_dump(step, forest, responses, response_mask, index)
     return advantages, returns
+
+
+def _dump_writer(dump: DumpConfig):
+    """One background writer per dump configuration (see :mod:`tempo_verl.tree_dump`)."""
+    if dump not in _dump_writers:
+        from tempo_verl.tree_dump import TreeDumpWriter
+
+        _dump_writers[dump] = TreeDumpWriter(dump.dir, every=dump.every, groups=dump.groups)
+    return _dump_writers[dump]
 
 
 def _verl_version() -> str:

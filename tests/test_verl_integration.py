@@ -329,3 +329,27 @@ def test_v1_trainer_grpo_is_untouched(transfer_queue):
     )[0]
     torch.testing.assert_close(got, grpo)
     assert not any(k.startswith("tempo/") for k in metrics)
+
+
+def test_dump_knobs_write_the_trees_of_a_step_and_never_stop_it(tmp_path, caplog):
+    from tempo_verl.tree_dump import load_tree_input
+
+    r = _rollouts(seed=8)
+    data = _dataproto(r)
+    data.meta_info["global_steps"] = 50
+    cfg = OmegaConf.create({"tempo": {"dump": {"dir": str(tmp_path / "trees"), "every": 50, "groups": 2}}})
+    out = ray_trainer.compute_advantage(data, adv_estimator="tempo", config=cfg)
+    torch.testing.assert_close(out.batch["advantages"], _direct(r))
+    writer = verl_plugin._dump_writers[tempo_verl.read_algorithm_config(cfg)[0].dump]
+    writer.flush(timeout=30)
+    records = load_tree_input(tmp_path / "trees")
+    assert len(records) == 2 and {rec["step"] for rec in records} == {50}
+    # A dump folder that cannot be written: the step still completes, with a WARNING.
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the folder should be")
+    cfg = OmegaConf.create({"tempo": {"dump": {"dir": str(blocker / "trees"), "every": 1}}})
+    with caplog.at_level("WARNING"):
+        out = ray_trainer.compute_advantage(_dataproto(r), adv_estimator="tempo", config=cfg)
+        verl_plugin._dump_writers[tempo_verl.read_algorithm_config(cfg)[0].dump].flush(timeout=30)
+    torch.testing.assert_close(out.batch["advantages"], _direct(r))
+    assert "tree dump" in caplog.text
