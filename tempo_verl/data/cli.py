@@ -56,8 +56,9 @@ def _parse_local_files(values: list[str] | None, allowed: tuple[str, ...], optio
 
 def _show(reports: list[SplitReport]) -> None:
     table = Table(title="tempo-verl data")
-    for column in ("source", "split", "read", "bad rows (left out)", "skipped", "written", "file"):
+    for column in ("source", "split", "read", "bad rows (left out)", "skipped", "written"):
         table.add_column(column)
+    table.add_column("file", overflow="fold")
     for report in reports:
         bad = ", ".join(f"{reason}: {count}" for reason, count in report.bad.items()) or "0"
         table.add_row(
@@ -70,6 +71,15 @@ def _show(reports: list[SplitReport]) -> None:
             str(report.path) if report.path else "(nothing written)",
         )
     Console().print(table)
+    # the same in plain lines, unwrapped, for logs
+    for report in reports:
+        bad = ", ".join(f"{reason}: {count}" for reason, count in report.bad.items())
+        where = report.path if report.path else "nothing written"
+        detail = f" ({bad})" if bad else ""
+        typer.echo(
+            f"{report.source}/{report.split}: read {report.read}, wrote {report.written} ({where}); "
+            f"bad rows left out: {sum(report.bad.values())}{detail}; skipped {report.skipped}"
+        )
 
 
 def _finish(reports: list[SplitReport]) -> None:
@@ -80,6 +90,13 @@ def _finish(reports: list[SplitReport]) -> None:
             f"[red]error:[/red] no valid rows for {', '.join(empty)} (see the bad-row counts above)."
         )
         raise typer.Exit(1)
+
+
+def _quiet_datasets() -> None:
+    """No per-file progress bars from ``datasets`` in the command's output (the table says it all)."""
+    import datasets
+
+    datasets.disable_progress_bars()
 
 
 def _fail(exc: Exception) -> None:
@@ -98,6 +115,7 @@ def _training_set(
 ) -> None:
     local = _parse_local_files(local_file, ("train", "test"))
     prepare = prepare_math if which == "math" else prepare_medqa
+    _quiet_datasets()
     try:
         reports = prepare(out, local_files=local, max_train=max_train, max_test=max_test, seed=seed)
     except Exception as exc:  # never a bare traceback on the command line
@@ -163,6 +181,7 @@ def eval_command(
     missing = sorted(set(local) - set(chosen))
     if missing:
         raise typer.BadParameter(f"--local-file given for {missing}, which --set does not include.")
+    _quiet_datasets()
     try:
         reports = prepare_eval(out, sets=chosen, local_files=local, max_rows=max_rows, seed=seed)
     except Exception as exc:
