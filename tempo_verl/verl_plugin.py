@@ -75,11 +75,18 @@ def token_inputs(inputs: TokenInputs) -> Iterator[TokenInputs]:
         _current.reset(token)
 
 
-def _fit_width(t: torch.Tensor, width: int, name: str) -> torch.Tensor:
-    """Right-pad or trim ``(bs, w)`` to ``(bs, width)`` (verl pads fields of one batch alike; be tolerant)."""
-    if t.shape[1] == width:
-        return t
-    if t.shape[1] > width:
+def _fit_width(t: torch.Tensor, width: int, padding_only: bool = False) -> torch.Tensor:
+    """Right-pad or trim ``(bs, w)`` to the reward width ``(bs, width)``.
+
+    verl pads the fields of one batch alike, so this is a no-op there; ``padding_only`` refuses to trim
+    anything but zeros (a mask wider than the rewards that still marks tokens is an error, not a trim).
+    """
+    if t.shape[1] > width and padding_only and bool(t[:, width:].any()):
+        raise ValueError(
+            f"response attention mask: it marks valid positions beyond the reward width {width} (it has "
+            f"{t.shape[1]}); responses and token_level_rewards must be padded to the same response length."
+        )
+    if t.shape[1] >= width:
         return t[:, :width]
     return torch.nn.functional.pad(t, (0, width - t.shape[1]))
 
@@ -101,11 +108,11 @@ def tempo_estimator(
     if inputs is not None and kwargs.get("responses") is None and kwargs.get("batch") is None:
         width = token_level_rewards.shape[1]
         device = token_level_rewards.device
-        kwargs["responses"] = _fit_width(inputs.responses, width, "responses").to(device)
+        kwargs["responses"] = _fit_width(inputs.responses, width).to(device)
         if inputs.lengths is not None:
             kwargs["response_lengths"] = inputs.lengths.to(device)
         elif inputs.attention is not None:
-            kwargs["response_attention_mask"] = _fit_width(inputs.attention, width, "attention").to(device)
+            kwargs["response_attention_mask"] = _fit_width(inputs.attention, width, padding_only=True).to(device)
     elif kwargs.get("responses") is None and kwargs.get("batch") is None and hook_problems:
         raise RuntimeError(_hook_error())
 
