@@ -387,7 +387,8 @@ class TreeDumpWriter:
             self.last_caller_s = time.perf_counter() - start
             return True
         except Exception as err:  # never let a dump stop training
-            self.failures += 1
+            with self._lock:
+                self.failures += 1
             logger.warning("tempo-verl: tree dump of step %s skipped: %s: %s", step, type(err).__name__, err)
             return False
 
@@ -406,7 +407,8 @@ class TreeDumpWriter:
                 path = _write_records(self.directory, snap.step, _records_from_snapshot(snap))
                 self.written.append(path)
             except Exception as err:  # a failed write is skipped, never raised
-                self.failures += 1
+                with self._lock:
+                    self.failures += 1
                 logger.warning(
                     "tempo-verl: could not write the tree dump of step %d to %s (skipped; training goes on): %s: %s",
                     snap.step,
