@@ -20,7 +20,8 @@ class DumpConfig:
 
     Attributes:
         dir: folder for one ``tempo_trees_step{N}.jsonl`` file per dumped step.
-        every: dump every this many training steps.
+        every: dump the steps that are multiples of this (and the first step a run dumps, so a short
+            or resumed run still leaves a file).
         groups: at most this many groups (prompts) per dumped step.
     """
 
