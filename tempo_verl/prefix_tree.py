@@ -176,7 +176,9 @@ def pairwise_common_prefix(
         own = windows[act * L + start]
         ref = windows[act_rep * L + start]
         skip = act_depth - start  # window positions before the row's depth
-        differ = (own != ref) & (torch.arange(width, device=device) >= skip[:, None])
+        differ = own != ref
+        if L - width < int(act_depth.max()):  # some windows start before their row's depth (near the end)
+            differ &= torch.arange(width, device=device) >= skip[:, None]
         hit, first = differ.max(dim=1)
         limit = torch.minimum(act_len, lengths[act_rep]) - act_depth  # both responses still have a token
         k = torch.minimum(torch.where(hit, first - skip, never), limit)
