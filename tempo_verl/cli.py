@@ -76,7 +76,7 @@ def tree(
 @app.command("demo")
 def demo(
     out: str = typer.Option("tempo_demo", "--out", metavar="DIR", help="Output folder (created if missing)."),
-    seeds: int = typer.Option(3, "--seeds", metavar="N", help="Seeds per estimator (0..N-1)."),
+    seeds: int = typer.Option(5, "--seeds", metavar="N", help="Seeds per estimator (0..N-1)."),
     steps: int = typer.Option(80, "--steps", metavar="N", help="RL steps per run."),
     estimators: str = typer.Option(
         "tempo,grpo", "--estimators", metavar="A,B", help="Estimators from verl's registry, comma-separated."

@@ -1,0 +1,99 @@
+"""What ``tempo-verl demo`` does: parse the options, run the demo under a progress bar, print the results."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["demo_command"]
+
+
+def _estimator_names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ValueError("--estimators: give a comma-separated list of estimator names, e.g. tempo,grpo.")
+    return names
+
+
+def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str) -> int:
+    """Run the demo; return the exit status (0 ok, 2 bad options or a failed run: one line on stderr)."""
+    started = time.perf_counter()
+    try:
+        names = _estimator_names(estimators)
+        # verl, transformers and matplotlib load here, not when the CLI starts.
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.table import Table
+
+        from tempo_verl.demo.loop import DemoConfig, check_estimators, run_demo
+        from tempo_verl.demo.report import write_outputs
+
+        cfg = DemoConfig(out=Path(out), seeds=seeds, steps=steps, estimators=names, device=device)
+        cfg.check()
+        check_estimators(cfg.estimators)
+    except (ValueError, ImportError) as err:
+        print(f"tempo-verl demo: error: {err}", file=sys.stderr)
+        return 2
+
+    console = Console(stderr=True)
+    running: dict[str, str] = dict.fromkeys(cfg.estimators, "-")
+    recent: dict[tuple[str, int], list[float]] = {}
+    columns = (
+        TextColumn("[bold]{task.fields[run]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rewards]}"),
+        TimeElapsedColumn(),
+    )
+    total = cfg.seeds * len(cfg.estimators) * cfg.steps
+    with Progress(*columns, console=console, transient=False) as progress:
+        task_id = progress.add_task("demo", total=total, run="warm-up", rewards="")
+
+        def on_step(name: str, seed: int, step: int, reward: float) -> None:
+            window = recent.setdefault((name, seed), [])
+            window.append(reward)
+            running[name] = f"{sum(window[-5:]) / len(window[-5:]):.2f}"
+            shown = "  ".join(f"{n} {r}" for n, r in running.items())
+            progress.update(
+                task_id,
+                advance=1,
+                run=f"seed {seed + 1}/{cfg.seeds} {name}",
+                rewards=f"reward (last 5 steps): {shown}",
+            )
+
+        try:
+            result = run_demo(cfg, on_step=on_step)
+            report = write_outputs(result, cfg.out)
+        except (ValueError, RuntimeError, OSError) as err:
+            progress.stop()
+            print(f"tempo-verl demo: error: {type(err).__name__}: {err}", file=sys.stderr)
+            return 2
+
+    table = Table(title=f"tempo-verl demo: {cfg.seeds} seeds x {cfg.steps} steps, target reward {cfg.target:g}")
+    for col in ("estimator", "steps to target: median", "per seed", "final reward", "ms/step", "estimator ms (share)"):
+        table.add_column(col)
+    for name in cfg.estimators:
+        est = report.summary["estimators"][name]
+        med = report.median_steps[name]
+        per_seed = ", ".join("-" if s is None else str(s) for s in est["steps_to_target"])
+        finals = ", ".join(f"{r:.2f}" for r in est["final_reward"])
+        t = report.timing[name]
+        table.add_row(
+            name,
+            "not reached" if med is None else f"{med:g}",
+            per_seed,
+            finals,
+            f"{t['step_time_s_median'] * 1000:.0f}",
+            f"{t['estimator_time_s_median'] * 1000:.1f} ({100 * t['estimator_share']:.1f}%)",
+        )
+    Console().print(table)
+    if "tempo" in report.median_steps and "grpo" in report.median_steps:
+        tempo, grpo = report.median_steps["tempo"], report.median_steps["grpo"]
+        if tempo is not None and grpo is not None:
+            print(f"median steps to target: grpo / tempo = {grpo / tempo:.2f}x")
+    print(f"wrote {len(report.files)} files to {cfg.out.resolve()}:")
+    for path in report.files.values():
+        print(f"  {path.resolve()}")
+    print(f"total time {time.perf_counter() - started:.0f} s (warm-up {result.warmup_time_s:.0f} s)")
+    return 0

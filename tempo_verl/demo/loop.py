@@ -1,0 +1,431 @@
+"""The demo's RL loop: GRPO-style training of a tiny LM on the parity task, one estimator at a time.
+
+Read top to bottom: config, then one run (:func:`train`), then the whole demo (:func:`run_demo`).
+
+Every step of :func:`train`::
+
+    prompts  -> sample G responses each at temperature 1 (KV cache)           [model.py]
+             -> score them with the task's checker                             [task.py]
+             -> advantages from verl's registry: get_adv_estimator_fn(name)    [verl; tempo via our plugin]
+             -> old log-probs, then PPO-clip loss from verl's policy-loss registry
+                (compute_policy_loss_vanilla, token-mean agg_loss, verl's ActorConfig)  [verl]
+             -> gradient clipping and an AdamW step, once per mini-batch
+
+verl 0.9.1's ``main_ppo`` cannot run on a CPU-only machine (no CPU platform, GPU placement
+groups, NCCL, no CPU-capable rollout engine), so the loop itself is ours; the pieces that decide
+what is learned (advantages, policy loss, loss aggregation, log-probabilities) are verl's.
+
+The estimators see identical settings, seeds, prompts and warm-up weights; only the estimator
+differs. With ``td_coef = 0`` the TEMPO run reproduces the GRPO run update for update.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast, Qwen3ForCausalLM
+from verl.trainer.ppo import core_algos
+from verl.utils.torch_functional import masked_mean
+from verl.workers.config import ActorConfig
+
+import tempo_verl  # noqa: F401  (registers the `tempo` estimator in verl's registry)
+from tempo_verl.advantage import tempo_advantage_and_forest
+from tempo_verl.demo.model import (
+    ModelSize,
+    build_model,
+    build_tokenizer,
+    encode_prompts,
+    response_log_probs,
+    sample_responses,
+    warm_up,
+)
+from tempo_verl.demo.task import ParityTask
+from tempo_verl.metrics import tree_metrics
+from tempo_verl.prefix_tree import PrefixForest
+from tempo_verl.verl_plugin import TokenInputs, token_inputs
+
+__all__ = ["DemoConfig", "RunResult", "check_estimators", "compute_advantages", "run_demo", "train"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings (fixed before any estimator was compared; see docs/demo.md)
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class DemoConfig:
+    """Everything a demo run depends on. Defaults are the documented demo.
+
+    Attributes:
+        out: output folder.
+        seeds: number of seeds (``0..seeds-1``) per estimator.
+        steps: RL steps per run.
+        estimators: names in verl's advantage-estimator registry (``tempo`` is ours).
+        device: ``cpu`` or ``cuda``.
+        num_digits: decision tokens per response (``K``).
+        prompts_per_step, group_size: ``P`` prompts per step, ``G`` responses per prompt.
+        max_new_tokens: response width ``L`` (a well-formed response needs ``4K`` tokens with ``<eos>``).
+        lr: AdamW learning rate of the RL phase.
+        mini_batches: optimizer steps per RL step (verl's ``ppo_mini_batch_size = P*G/mini_batches``), 1 epoch.
+        clip_ratio: PPO clip range.
+        grad_clip: max gradient norm (verl's ``actor.grad_clip``).
+        td_coef: TEMPO's TD weight (``algorithm.tempo.td_coef``); 1.0 is the paper's estimator.
+        norm_adv_by_std_in_grpo: GRPO/TEMPO divide by the group std.
+        target: the reward a run must reach (mean over a window of steps) to count as converged.
+        target_window: steps averaged for the target test.
+        warmup_steps, warmup_batch, warmup_lr, warmup_seed: the shared supervised format warm-up.
+        model: the Qwen3 sizes.
+        tree_step: the step whose groups the tree picture shows (default: the middle step).
+        threads: torch CPU threads.
+    """
+
+    out: Path = Path("tempo_demo")
+    seeds: int = 5
+    steps: int = 80
+    estimators: tuple[str, ...] = ("tempo", "grpo")
+    device: str = "cpu"
+    num_digits: int = 3
+    prompts_per_step: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 16
+    lr: float = 3e-4
+    mini_batches: int = 2
+    clip_ratio: float = 0.2
+    grad_clip: float = 1.0
+    td_coef: float = 1.0
+    norm_adv_by_std_in_grpo: bool = True
+    target: float = 0.8
+    target_window: int = 3
+    warmup_steps: int = 300
+    warmup_batch: int = 64
+    warmup_lr: float = 3e-3
+    warmup_seed: int = 1234
+    model: ModelSize = field(default_factory=ModelSize)
+    tree_step: int | None = None
+    threads: int = 1
+
+    def algorithm_config(self) -> dict[str, Any]:
+        """verl's ``algorithm`` section as the estimators read it."""
+        return {"norm_adv_by_std_in_grpo": self.norm_adv_by_std_in_grpo, "tempo": {"td_coef": self.td_coef}}
+
+    def actor_config(self) -> ActorConfig:
+        """verl's own ``ActorConfig``: what its policy-loss functions read (clip ratios, aggregation)."""
+        batch = self.prompts_per_step * self.group_size
+        return ActorConfig(
+            strategy="fsdp",
+            rollout_n=self.group_size,
+            ppo_mini_batch_size=batch // self.mini_batches,
+            ppo_micro_batch_size_per_gpu=batch // self.mini_batches,
+            ppo_epochs=1,
+            clip_ratio=self.clip_ratio,
+            clip_ratio_low=self.clip_ratio,
+            clip_ratio_high=self.clip_ratio,
+            loss_agg_mode="token-mean",
+            use_torch_compile=False,
+        )
+
+    def check(self) -> None:
+        """Raise ``ValueError`` (one line) on settings the loop cannot run."""
+        positive = ("seeds", "steps", "num_digits", "prompts_per_step", "group_size", "mini_batches", "threads")
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
+        if not self.estimators:
+            raise ValueError("estimators: give at least one estimator name.")
+        if len(set(self.estimators)) != len(self.estimators):
+            raise ValueError(f"estimators: names repeat in {list(self.estimators)}.")
+        if (self.prompts_per_step * self.group_size) % self.mini_batches:
+            raise ValueError("mini_batches must divide prompts_per_step * group_size.")
+        if self.prompts_per_step % self.mini_batches:
+            raise ValueError("mini_batches must divide prompts_per_step (a mini-batch holds whole groups).")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}.")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but torch sees no CUDA device; use --device cpu.")
+        if not 0.0 <= self.target <= 1.0:
+            raise ValueError(f"target must lie in [0, 1], got {self.target}.")
+        if self.tree_step is not None and not 1 <= self.tree_step <= self.steps:
+            raise ValueError(f"tree_step must lie in [1, steps={self.steps}], got {self.tree_step}.")
+
+
+def check_estimators(names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` (one line) for names that verl's registry does not know."""
+    for name in names:
+        try:
+            core_algos.get_adv_estimator_fn(name)
+        except ValueError:
+            known = sorted(core_algos.ADV_ESTIMATOR_REGISTRY)
+            raise ValueError(f"unknown estimator {name!r}; verl's registry has: {', '.join(known)}.") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Advantages: verl's registry, called the way verl 0.9.1's compute_advantage calls it
+# ----------------------------------------------------------------------------------------------
+def compute_advantages(
+    name: str,
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    uids: np.ndarray,
+    responses: torch.Tensor,
+    lengths: torch.Tensor,
+    algorithm: dict[str, Any],
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Advantages of one batch from ``core_algos.get_adv_estimator_fn(name)``.
+
+    GRPO gets ``norm_adv_by_std_in_grpo`` as an argument (as verl's trainer passes it); every other
+    estimator gets ``config``. TEMPO receives the token ids through :func:`token_inputs`, exactly as
+    the plugin's hook hands them over inside verl, and returns its ``tempo/*`` tree metrics.
+
+    Args:
+        token_level_rewards, response_mask, responses: ``(bs, L)``.
+        uids: ``(bs,)`` prompt ids (verl's ``uid``).
+        lengths: ``(bs,)`` valid response lengths.
+
+    Returns:
+        ``(bs, L)`` advantages and the estimator's metrics (empty for estimators other than TEMPO).
+    """
+    fn = core_algos.get_adv_estimator_fn(name)
+    kwargs: dict[str, Any] = {"token_level_rewards": token_level_rewards, "response_mask": response_mask, "index": uids}
+    if name == "grpo":
+        advantages, _ = fn(**kwargs, norm_adv_by_std_in_grpo=algorithm["norm_adv_by_std_in_grpo"])
+        return advantages, {}
+    with token_inputs(TokenInputs(responses=responses, lengths=lengths)) as inputs:
+        advantages, _ = fn(**kwargs, config=algorithm)
+    return advantages, dict(inputs.metrics)
+
+
+# ----------------------------------------------------------------------------------------------
+# One run: one estimator, one seed
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TreeSnapshot:
+    """The batch of one step, kept for the tree picture."""
+
+    step: int
+    forest: PrefixForest
+    responses: torch.Tensor
+    response_mask: torch.Tensor
+    uids: list[str]
+
+
+@dataclass
+class RunResult:
+    """What one run produced.
+
+    Attributes:
+        estimator, seed: which run.
+        rewards: mean checker reward of each step's batch (before that step's update).
+        step_logs: one dict of metrics per step (reward, times, loss, ``tempo/*`` tree metrics, ...).
+        final_state: the policy's parameters after the last step.
+        tree: the snapshot for the tree picture, when requested.
+    """
+
+    estimator: str
+    seed: int
+    rewards: list[float]
+    step_logs: list[dict[str, float]]
+    final_state: dict[str, torch.Tensor]
+    tree: TreeSnapshot | None = None
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train(
+    estimator: str,
+    seed: int,
+    cfg: DemoConfig,
+    warm_state: dict[str, torch.Tensor],
+    tokenizer: PreTrainedTokenizerFast,
+    task: ParityTask,
+    keep_tree_at: int | None = None,
+    on_step: Callable[[str, int, float], None] | None = None,
+) -> RunResult:
+    """Train a copy of the warmed-up policy with one estimator for ``cfg.steps`` steps.
+
+    The prompt stream and the sampling stream are seeded by ``seed`` alone, so two estimators with
+    the same seed see the same prompts, and the same samples for as long as their weights agree.
+    """
+    device = torch.device(cfg.device)
+    model: Qwen3ForCausalLM = build_model(tokenizer, cfg.model, seed=cfg.warmup_seed).to(device)
+    model.load_state_dict(copy.deepcopy(warm_state))
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    actor = cfg.actor_config()
+    policy_loss = core_algos.get_policy_loss_fn("vanilla")
+    algorithm = cfg.algorithm_config()
+    prompt_rng = torch.Generator().manual_seed(seed)
+    sample_rng = torch.Generator(device=device).manual_seed(10_000 + seed)
+    G, P = cfg.group_size, cfg.prompts_per_step
+    rewards_curve: list[float] = []
+    logs: list[dict[str, float]] = []
+    snapshot: TreeSnapshot | None = None
+
+    for step in range(1, cfg.steps + 1):
+        _sync(device)
+        t_start = time.perf_counter()
+
+        # 1. Rollout: G samples per prompt at temperature 1, rows of a group adjacent.
+        digits = task.sample_digits(P, prompt_rng)
+        prompts = encode_prompts(tokenizer, [task.prompt_text(d) for d in digits], device).repeat_interleave(G, 0)
+        model.eval()
+        responses, lengths = sample_responses(
+            model, prompts, cfg.max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, sample_rng
+        )
+        positions = torch.arange(responses.shape[1], device=device)
+        response_mask = (positions[None, :] < lengths[:, None]).float()  # (bs, L), <eos> included
+        uids = np.array([f"{step}-{i // G}" for i in range(P * G)], dtype=object)
+
+        # 2. Reward: the checker reads each response up to its end; the score sits on the last token.
+        scores = torch.tensor(
+            [task.score(digits[i // G], text) for i, text in enumerate(_response_texts(tokenizer, responses, lengths))],
+            dtype=torch.float32,
+            device=device,
+        )
+        token_level_rewards = torch.zeros_like(response_mask)
+        token_level_rewards[torch.arange(P * G, device=device), (lengths - 1).clamp(min=0)] = scores
+
+        # 3. Advantages from verl's registry (timed: the estimator's share of the step).
+        _sync(device)
+        t_adv = time.perf_counter()
+        advantages, adv_metrics = compute_advantages(
+            estimator, token_level_rewards, response_mask, uids, responses, lengths, algorithm
+        )
+        _sync(device)
+        estimator_time = time.perf_counter() - t_adv
+
+        # 4. PPO update with verl's policy loss: old log-probs, then one epoch of mini-batches.
+        with torch.no_grad():
+            old_log_prob = response_log_probs(model, prompts, responses)
+        model.train()
+        step_stats: dict[str, list[float]] = {"loss": [], "pg_clipfrac": [], "ppo_kl": [], "grad_norm": []}
+        rows = P * G // cfg.mini_batches
+        for mb in range(cfg.mini_batches):
+            sl = slice(mb * rows, (mb + 1) * rows)
+            log_prob = response_log_probs(model, prompts[sl], responses[sl])
+            loss, pg_metrics = policy_loss(
+                old_log_prob=old_log_prob[sl],
+                log_prob=log_prob,
+                advantages=advantages[sl],
+                response_mask=response_mask[sl],
+                loss_agg_mode=actor.loss_agg_mode,
+                config=actor,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            step_stats["loss"].append(float(loss.detach()))
+            step_stats["pg_clipfrac"].append(pg_metrics["actor/pg_clipfrac"])
+            step_stats["ppo_kl"].append(pg_metrics["actor/ppo_kl"])
+            step_stats["grad_norm"].append(float(grad_norm))
+        _sync(device)
+        step_time = time.perf_counter() - t_start
+
+        # 5. Logging (outside the timed step): the tree metrics for every estimator, since the
+        # policy branches whichever estimator trains it; TEMPO already returned its own.
+        forest = None
+        if not adv_metrics or step == keep_tree_at:
+            _, _, forest = tempo_advantage_and_forest(
+                token_level_rewards, response_mask, index=uids, responses=responses, response_lengths=lengths
+            )
+            if not adv_metrics:
+                adv_metrics = tree_metrics(forest, response_mask)
+        if step == keep_tree_at and forest is not None:
+            snapshot = TreeSnapshot(step, forest, responses.cpu(), response_mask.cpu(), [str(u) for u in uids])
+        reward = float(scores.mean())
+        rewards_curve.append(reward)
+        log = {
+            "step": float(step),
+            "reward": reward,
+            "step_time_s": step_time,
+            "estimator_time_s": estimator_time,
+            "response_length": float(lengths.float().mean()),
+            "adv_abs_mean": float(masked_mean(advantages.abs(), response_mask)),
+        }
+        log.update({k: float(np.mean(v)) for k, v in step_stats.items()})
+        log.update({k: float(v) for k, v in adv_metrics.items() if k != "tempo/time_s"})
+        logs.append(log)
+        if on_step is not None:
+            on_step(estimator, step, reward)
+
+    final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot)
+
+
+def _response_texts(tokenizer: PreTrainedTokenizerFast, responses: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    """Each response's words up to its end, one trailing ``<eos>`` removed; any other special token stays
+    in the text (so a stray ``<pad>`` inside a response makes it wrong instead of vanishing)."""
+    texts = []
+    eos = tokenizer.eos_token_id
+    for row, n in zip(responses.tolist(), lengths.tolist(), strict=True):
+        ids = row[:n]
+        if ids and ids[-1] == eos:
+            ids = ids[:-1]
+        texts.append(" ".join(tokenizer.convert_ids_to_tokens(ids)))
+    return texts
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole demo: one shared warm-up, then every (seed, estimator) run
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class DemoResult:
+    """All runs of a demo, plus what the report needs."""
+
+    cfg: DemoConfig
+    runs: list[RunResult]
+    warmup_losses: list[float]
+    warmup_time_s: float
+    tokenizer: PreTrainedTokenizerFast
+    warm_state: dict[str, torch.Tensor]
+
+
+def run_demo(
+    cfg: DemoConfig,
+    on_step: Callable[[str, int, int, float], None] | None = None,
+) -> DemoResult:
+    """Warm up once, then train every estimator on every seed from the same warm-up weights.
+
+    Args:
+        on_step: called as ``on_step(estimator, seed, step, reward)`` after every RL step.
+    """
+    cfg.check()
+    check_estimators(cfg.estimators)
+    if cfg.device == "cpu":
+        torch.set_num_threads(max(1, min(cfg.threads, os.cpu_count() or 1)))
+    device = torch.device(cfg.device)
+    task = ParityTask(num_digits=cfg.num_digits)
+    tokenizer = build_tokenizer(task)
+
+    t0 = time.perf_counter()
+    model = build_model(tokenizer, cfg.model, seed=cfg.warmup_seed).to(device)
+    warmup_losses = warm_up(
+        model, tokenizer, task, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr, cfg.warmup_seed, device
+    )
+    warm_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    warmup_time = time.perf_counter() - t0
+    del model
+
+    tree_step = cfg.tree_step if cfg.tree_step is not None else max(1, cfg.steps // 2)
+    runs = []
+    for seed in range(cfg.seeds):
+        for i, name in enumerate(cfg.estimators):
+            keep = tree_step if (seed == 0 and i == 0) else None
+
+            def step_cb(est: str, step: int, reward: float, seed: int = seed) -> None:
+                if on_step is not None:
+                    on_step(est, seed, step, reward)
+
+            runs.append(train(name, seed, cfg, warm_state, tokenizer, task, keep_tree_at=keep, on_step=step_cb))
+    return DemoResult(cfg, runs, warmup_losses, warmup_time, tokenizer, warm_state)

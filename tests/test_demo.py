@@ -1,0 +1,222 @@
+"""`tempo-verl demo`: the task's checker, a short end-to-end run, td_coef=0 == GRPO, the command's errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tempo_verl.cli import app
+from tempo_verl.demo.loop import DemoConfig, run_demo, train
+from tempo_verl.demo.model import ModelSize, build_model, build_tokenizer, encode_prompts, sample_responses, warm_up
+from tempo_verl.demo.report import steps_to_target, write_outputs
+from tempo_verl.demo.task import ParityTask
+
+TINY = ModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
+
+
+def tiny_config(**overrides) -> DemoConfig:
+    """A few-second demo: small batches, a short warm-up, one seed."""
+    settings = {
+        "seeds": 1,
+        "steps": 3,
+        "prompts_per_step": 8,
+        "group_size": 6,
+        "warmup_steps": 120,
+        "warmup_batch": 32,
+        "model": TINY,
+        "tree_step": 2,
+        "lr": 3e-3,
+    }
+    settings.update(overrides)
+    return DemoConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def warm():
+    """A warmed-up tiny policy shared by the loop tests: (cfg, task, tokenizer, state)."""
+    torch.set_num_threads(1)
+    cfg = tiny_config()
+    task = ParityTask(cfg.num_digits)
+    tokenizer = build_tokenizer(task)
+    model = build_model(tokenizer, cfg.model, seed=cfg.warmup_seed)
+    losses = warm_up(model, tokenizer, task, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr, 7, torch.device("cpu"))
+    assert losses[-1] < 0.5 * losses[0]  # the format warm-up actually learns
+    return cfg, task, tokenizer, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+# ----- the task's checker ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    ["3 odd , 8 even , 5 odd", "3 odd and 8 even and 5 odd", "3 odd , 8 even and 5 odd", "  3 odd , 8 even , 5 odd "],
+)
+def test_checker_accepts_right_responses(response: str) -> None:
+    assert ParityTask(3).score((3, 8, 5), response) == 1.0
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "3 odd , 8 odd , 5 odd",  # one wrong label
+        "3 even , 8 odd , 5 even",  # all labels wrong
+        "3 odd , 8 even , 5 even",  # the last label wrong
+        "3 odd , 9 even , 5 odd",  # a wrong digit echoed
+        "3 odd 8 even , 5 odd",  # a missing separator
+        "3 odd , 8 even ; 5 odd",  # an unknown separator
+        "3 odd , 8 even",  # a missing item
+        "3 odd , 8 even , 5 odd , 7 odd",  # an extra item
+        "3 odd , 8 even , 5 odd odd",  # an extra word
+        "3 odd , 8 <pad> even , 5 odd",  # a stray special token inside
+        "5 odd , 8 even , 3 odd",  # digits out of order
+        "",
+    ],
+)
+def test_checker_rejects_wrong_responses(response: str) -> None:
+    assert ParityTask(3).score((3, 8, 5), response) == 0.0
+
+
+def test_warm_up_data_has_the_format_but_random_labels() -> None:
+    task = ParityTask(3)
+    gen = torch.Generator().manual_seed(0)
+    examples = [task.format_example((1, 2, 3), gen) for _ in range(200)]
+    scores = [task.score((1, 2, 3), e) for e in examples]
+    # Well-formed (the checker parses each one), labels are coin flips: about 1/8 right.
+    assert all(len(e.split()) == task.max_response_words for e in examples)
+    assert 0.05 < sum(scores) / len(scores) < 0.25
+    assert {e.split()[2] for e in examples} == {",", "and"}
+
+
+def test_steps_to_target_uses_the_trailing_window() -> None:
+    assert steps_to_target([0.1, 0.9, 0.1, 0.9, 0.9, 0.9], 0.8, window=3) == 6  # steps 4..6
+    assert steps_to_target([0.1, 0.9, 0.9, 0.9], 0.8, window=1) == 2
+    assert steps_to_target([0.9, 0.9], 0.8, window=3) == 1  # the first steps average what there is
+    assert steps_to_target([0.1, 0.7, 0.79], 0.8, window=1) is None
+
+
+def test_sampling_is_reproducible_and_stops_at_eos(warm) -> None:
+    cfg, task, tokenizer, state = warm
+    model = build_model(tokenizer, cfg.model, seed=0)
+    model.load_state_dict(state)
+    prompts = encode_prompts(tokenizer, [task.prompt_text((1, 2, 3))] * 16, torch.device("cpu"))
+    a, la = sample_responses(model, prompts, 12, tokenizer.eos_token_id, 0, torch.Generator().manual_seed(5))
+    b, lb = sample_responses(model, prompts, 12, tokenizer.eos_token_id, 0, torch.Generator().manual_seed(5))
+    c, _ = sample_responses(model, prompts, 12, tokenizer.eos_token_id, 0, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    assert not torch.equal(a, c)
+    for row, n in zip(a.tolist(), la.tolist(), strict=True):
+        if tokenizer.eos_token_id in row:
+            assert row.index(tokenizer.eos_token_id) == n - 1
+            assert all(t == 0 for t in row[n:])  # padded after <eos>
+
+
+# ----- the loop ---------------------------------------------------------------------------------
+
+
+def test_short_run_writes_the_outputs_and_trains(tmp_path, monkeypatch) -> None:
+    calls: list[float] = []
+    real_score = ParityTask.score
+
+    def spy(self, digits, response):
+        value = real_score(self, digits, response)
+        calls.append(value)
+        return value
+
+    monkeypatch.setattr(ParityTask, "score", spy)
+    cfg = tiny_config(out=tmp_path)
+    result = run_demo(cfg)
+    report = write_outputs(result, tmp_path)
+
+    # The reward is the checker's: one call per response, and each step's reward is their mean.
+    per_step = cfg.prompts_per_step * cfg.group_size
+    assert len(calls) == cfg.steps * per_step * len(cfg.estimators)
+    first = result.runs[0]
+    assert first.rewards[0] == pytest.approx(sum(calls[:per_step]) / per_step)
+    assert any(r > 0 for run in result.runs for r in run.rewards)
+
+    # The loss moves the policy, in every run.
+    for run in result.runs:
+        moved = max((run.final_state[k] - result.warm_state[k]).abs().max().item() for k in result.warm_state)
+        assert moved > 1e-4, run.estimator
+        assert all("tempo/branch_token_frac" in log for log in run.step_logs)
+
+    # summary.json: exactly the documented schema.
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"target", "steps", "estimators"}
+    assert summary["target"] == cfg.target and summary["steps"] == cfg.steps
+    assert set(summary["estimators"]) == {"tempo", "grpo"}
+    for est in summary["estimators"].values():
+        assert set(est) == {"seeds", "steps_to_target", "final_reward", "reward_curve"}
+        assert est["seeds"] == [0]
+        assert all(s is None or (isinstance(s, int) and 1 <= s <= cfg.steps) for s in est["steps_to_target"])
+        assert len(est["reward_curve"]) == 1 and len(est["reward_curve"][0]) == cfg.steps
+        assert est["final_reward"] == [est["reward_curve"][0][-1]]
+        assert all(0.0 <= r <= 1.0 for r in est["reward_curve"][0])
+    assert summary == report.summary
+
+    # curves.png is a real PNG; the tree page draws the kept step's groups; metrics have tempo/*.
+    png = (tmp_path / "curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 300 and height > 200
+    html = (tmp_path / "tree.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "step 2" in html
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == cfg.steps * 2
+    assert all("tempo/branch_token_frac" in x and "step_time_s" in x for x in lines)
+    timing = json.loads((tmp_path / "timing.json").read_text())
+    assert 0.0 < timing["estimators"]["tempo"]["estimator_share"] < 1.0
+
+
+def test_td_coef_zero_gives_grpo_updates(warm) -> None:
+    _, task, tokenizer, state = warm
+    runs = {
+        name: train(name, 3, tiny_config(td_coef=td), state, tokenizer, task)
+        for name, td in (("grpo", 1.0), ("tempo", 0.0))
+    }
+    tempo1 = train("tempo", 3, tiny_config(td_coef=1.0), state, tokenizer, task)
+    grpo, tempo0 = runs["grpo"], runs["tempo"]
+    assert 0 < sum(grpo.rewards) < len(grpo.rewards)  # some right, some wrong: the TD term can matter
+
+    def gap(a, b) -> float:
+        return max((a.final_state[k] - b.final_state[k]).abs().max().item() for k in state)
+
+    # Same samples, same losses, same weights (up to float rounding: verl's GRPO works in float32,
+    # TEMPO's group statistics in float64).
+    assert tempo0.rewards == grpo.rewards
+    for a, b in zip(tempo0.step_logs, grpo.step_logs, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-7)
+    assert gap(tempo0, grpo) < 1e-5
+    # ... whereas the TD term (td_coef = 1) changes the updates.
+    assert gap(tempo1, grpo) > 1e-3
+
+
+# ----- the command --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--estimators", "tempo,nope"], "unknown estimator 'nope'"),
+        (["--estimators", ","], "--estimators"),
+        (["--seeds", "0"], "seeds must be at least 1"),
+        (["--device", "tpu"], "device must be 'cpu' or 'cuda'"),
+    ],
+)
+def test_demo_command_errors_are_one_line(tmp_path, args, needle) -> None:
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2
+    lines = [x for x in result.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("tempo-verl demo: error:")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_demo_command_cuda_without_gpu(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA device" in result.output and "Traceback" not in result.output
