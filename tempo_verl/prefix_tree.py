@@ -46,6 +46,7 @@ __all__ = [
 _END = -1  # "next token" of a response that ends at the compared depth
 _MATCHING = -2  # "next token" of a row still matching its representative at the end of the window
 _MAX_SPAN = 4096  # the longest comparison span of one step
+_STEP_ELEMENTS = 1 << 16  # tokens a step may compare anyway: rows x width below this costs little more
 
 
 def uid_to_group_ids(index, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -167,10 +168,12 @@ def pairwise_common_prefix(
         act = active.nonzero().squeeze(1)  # host sync: one per step, never per token, row or group
         if act.numel() == 0:
             break
-        act_rep, act_depth, act_len, act_span = rep[act], depth[act], lengths[act], span[act]
+        act_rep, act_depth, act_len = rep[act], depth[act], lengths[act]
         # Compare the next `span` tokens of each active row with its representative's: one window of
         # W positions per row, starting at its depth (or at L - W near the end, to stay in the row).
-        width = min(int(act_span.max()), L)
+        # All rows compare the same number of tokens: their longest span, or more while few rows are
+        # left (a step's fixed cost dominates small batches; its work is rows x width).
+        width = min(max(int(span[act].max()), _STEP_ELEMENTS // act.numel()), L)
         windows = flat.as_strided((flat.numel() - width + 1, width), (1, 1))
         start = act_depth.clamp(max=L - width)
         own = windows[act * L + start]
@@ -182,7 +185,7 @@ def pairwise_common_prefix(
         hit, first = differ.max(dim=1)
         limit = torch.minimum(act_len, lengths[act_rep]) - act_depth  # both responses still have a token
         k = torch.minimum(torch.where(hit, first - skip, never), limit)
-        hit = k < act_span
+        hit = k < width
         e = torch.where(hit, act_depth + k, never)
         tok = own.gather(1, (k + skip).clamp(max=width - 1)[:, None]).squeeze(1)
         nt = torch.where(~hit, _MATCHING, torch.where(e < act_len, tok, _END))
@@ -207,8 +210,8 @@ def pairwise_common_prefix(
         new_rep = torch.full_like(count, bs).scatter_reduce(0, new_cls, act, reduce="amin")
         cls[act] = new_cls
         rep[act] = new_rep[new_cls]
-        depth[act] = torch.where(hit, e + 1, act_depth + act_span)
-        span[act] = torch.where(hit, window, (act_span * 2).clamp(max=_MAX_SPAN))
+        depth[act] = torch.where(hit, e + 1, act_depth + width)
+        span[act] = torch.where(hit, window, min(2 * width, _MAX_SPAN))
         active[act] = keep & (count[new_cls] >= 2)
         stop_at[act], next_tok[act] = never, _MATCHING
 
