@@ -165,6 +165,7 @@ def test_short_run_writes_the_outputs_and_trains(tmp_path, monkeypatch) -> None:
     assert width > 300 and height > 200
     html = (tmp_path / "tree.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "step 2" in html
+    assert "parity " in html  # the prompts are shown
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == cfg.steps * 2
     assert all("tempo/branch_token_frac" in x and "step_time_s" in x for x in lines)

@@ -214,6 +214,7 @@ class TreeSnapshot:
     responses: torch.Tensor
     response_mask: torch.Tensor
     uids: list[str]
+    prompts: dict[str, str]  # uid -> prompt text
 
 
 @dataclass
@@ -342,7 +343,8 @@ def train(
             if not adv_metrics:
                 adv_metrics = tree_metrics(forest, response_mask)
         if step == keep_tree_at and forest is not None:
-            snapshot = TreeSnapshot(step, forest, responses.cpu(), response_mask.cpu(), [str(u) for u in uids])
+            texts = {str(uids[i * G]): task.prompt_text(d) for i, d in enumerate(digits)}
+            snapshot = TreeSnapshot(step, forest, responses.cpu(), response_mask.cpu(), [str(u) for u in uids], texts)
         reward = float(scores.mean())
         rewards_curve.append(reward)
         log = {

@@ -96,7 +96,7 @@ def plot_curves(summary: dict[str, Any], path: Path, window: int) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(1, summary["steps"])
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"tempo-verl demo: parity task (steps to target: trailing {window}-step mean)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
@@ -113,6 +113,8 @@ def write_tree_page(result: DemoResult, path: Path, max_groups: int = 8) -> bool
         return False
     snap = run.tree
     records = group_records(snap.forest, snap.responses, snap.response_mask, snap.uids, snap.step, max_groups)
+    for record in records:
+        record["prompt"] = snap.prompts.get(str(record["uid"]), "")
     title = f"tempo-verl demo: prefix trees at step {snap.step} ({run.estimator}, seed {run.seed})"
     path.write_text(render_html(records, tokenizer=result.tokenizer, title=title), encoding="utf-8")
     return True
