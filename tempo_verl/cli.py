@@ -83,7 +83,7 @@ def demo(
     ),
     device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Where the model runs."),
 ) -> None:
-    """TEMPO against verl's GRPO on a small verifiable task, on any machine (about 5 minutes on 2 CPU cores).
+    """TEMPO against verl's GRPO on a small verifiable task, on any machine (about 3 minutes on 2 CPU cores).
 
     A tiny Qwen3-style LM is warmed up on the task's format, then trained by RL once per estimator
     and seed from the same warm-up weights, with verl's advantage registry and PPO-clip policy
