@@ -203,6 +203,7 @@ def test_td_coef_zero_gives_grpo_updates(warm) -> None:
     ("args", "needle"),
     [
         (["--estimators", "tempo,nope"], "unknown estimator 'nope'"),
+        (["--estimators", "grpo,gae"], "estimator 'gae' cannot run in this loop"),
         (["--estimators", ","], "--estimators"),
         (["--seeds", "0"], "seeds must be at least 1"),
         (["--device", "tpu"], "device must be 'cpu' or 'cuda'"),
@@ -215,6 +216,14 @@ def test_demo_command_errors_are_one_line(tmp_path, args, needle) -> None:
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("tempo-verl demo: error:")
     assert "Traceback" not in result.output
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_demo_command_unwritable_out(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["demo", "--out", str(blocker / "sub"), "--steps", "1", "--seeds", "1"])
+    assert result.exit_code == 2 and "cannot write there" in result.output
+    assert len([x for x in result.output.splitlines() if x.strip()]) == 1
 
 
 def test_demo_command_cuda_without_gpu(tmp_path, monkeypatch) -> None:

@@ -31,9 +31,17 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str)
 
         cfg = DemoConfig(out=Path(out), seeds=seeds, steps=steps, estimators=names, device=device)
         cfg.check()
-        check_estimators(cfg.estimators)
+        check_estimators(cfg.estimators, cfg.algorithm_config())
     except (ValueError, ImportError) as err:
         print(f"tempo-verl demo: error: {err}", file=sys.stderr)
+        return 2
+    try:  # fail now, not after the training, when the outputs cannot be written
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        probe = cfg.out / ".tempo-demo-write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as err:
+        print(f"tempo-verl demo: error: --out {out}: cannot write there ({err.strerror or err}).", file=sys.stderr)
         return 2
 
     console = Console(stderr=True)

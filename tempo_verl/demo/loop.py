@@ -31,7 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedTokenizerFast, Qwen3ForCausalLM
+from verl.trainer.config import AlgoConfig
 from verl.trainer.ppo import core_algos
 from verl.utils.torch_functional import masked_mean
 from verl.workers.config import ActorConfig
@@ -110,9 +112,13 @@ class DemoConfig:
     tree_step: int | None = None
     threads: int = 1
 
-    def algorithm_config(self) -> dict[str, Any]:
-        """verl's ``algorithm`` section as the estimators read it."""
-        return {"norm_adv_by_std_in_grpo": self.norm_adv_by_std_in_grpo, "tempo": {"td_coef": self.td_coef}}
+    def algorithm_config(self) -> DictConfig:
+        """verl's ``algorithm`` section as its trainer hands it to estimators: verl's ``AlgoConfig``
+        defaults (``gamma``, ``lam``, ...) as a DictConfig, plus ``tempo.td_coef``."""
+        node = OmegaConf.to_container(OmegaConf.structured(AlgoConfig()))
+        node.update(adv_estimator=self.estimators[0], norm_adv_by_std_in_grpo=self.norm_adv_by_std_in_grpo)
+        node["tempo"] = {"td_coef": self.td_coef}
+        return OmegaConf.create(node)
 
     def actor_config(self) -> ActorConfig:
         """verl's own ``ActorConfig``: what its policy-loss functions read (clip ratios, aggregation)."""
@@ -156,14 +162,20 @@ class DemoConfig:
             raise ValueError(f"tree_step must lie in [1, steps={self.steps}], got {self.tree_step}.")
 
 
-def check_estimators(names: tuple[str, ...]) -> None:
-    """Raise ``ValueError`` (one line) for names that verl's registry does not know."""
+def check_estimators(names: tuple[str, ...], algorithm: DictConfig) -> None:
+    """Raise ``ValueError`` (one line) for names verl's registry does not know, or estimators that
+    cannot run on outcome rewards alone (tried on a 4-response dummy batch, before any training)."""
     for name in names:
         try:
             core_algos.get_adv_estimator_fn(name)
         except ValueError:
             known = sorted(core_algos.ADV_ESTIMATOR_REGISTRY)
             raise ValueError(f"unknown estimator {name!r}; verl's registry has: {', '.join(known)}.") from None
+        rewards = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+        responses = torch.tensor([[3, 4, 0], [3, 5, 6], [7, 0, 0], [3, 5, 8]])
+        uids = np.array(["a", "a", "b", "b"], dtype=object)
+        compute_advantages(name, rewards, mask, uids, responses, mask.sum(-1).long(), algorithm)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,7 +188,7 @@ def compute_advantages(
     uids: np.ndarray,
     responses: torch.Tensor,
     lengths: torch.Tensor,
-    algorithm: dict[str, Any],
+    algorithm: DictConfig,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Advantages of one batch from ``core_algos.get_adv_estimator_fn(name)``.
 
@@ -198,7 +210,16 @@ def compute_advantages(
         advantages, _ = fn(**kwargs, norm_adv_by_std_in_grpo=algorithm["norm_adv_by_std_in_grpo"])
         return advantages, {}
     with token_inputs(TokenInputs(responses=responses, lengths=lengths)) as inputs:
-        advantages, _ = fn(**kwargs, config=algorithm)
+        if name == "tempo":
+            advantages, _ = fn(**kwargs, config=algorithm)
+        else:
+            try:
+                advantages, _ = fn(**kwargs, config=algorithm)
+            except (TypeError, AttributeError, KeyError, AssertionError) as err:
+                raise ValueError(
+                    f"estimator {name!r} cannot run in this loop (outcome rewards only: no critic values, "
+                    f"reward baselines or extra batch fields): {type(err).__name__}: {err}"
+                ) from None
     return advantages, dict(inputs.metrics)
 
 
@@ -403,7 +424,7 @@ def run_demo(
         on_step: called as ``on_step(estimator, seed, step, reward)`` after every RL step.
     """
     cfg.check()
-    check_estimators(cfg.estimators)
+    check_estimators(cfg.estimators, cfg.algorithm_config())
     if cfg.device == "cpu":
         torch.set_num_threads(max(1, min(cfg.threads, os.cpu_count() or 1)))
     device = torch.device(cfg.device)
