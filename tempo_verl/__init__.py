@@ -5,10 +5,11 @@ it in verl's advantage-estimator registry as ``tempo`` when verl is installed; `
 alone does the same through the ``verl.plugins`` entry point.
 """
 
+# Importing the glue registers `tempo` once verl's registry is imported (a no-op without verl).
+from tempo_verl import verl_plugin as _verl_plugin  # noqa: F401
 from tempo_verl.advantage import compute_tempo_advantage, tempo_advantage_and_forest
 from tempo_verl.config import DumpConfig, TempoConfig, read_algorithm_config
 from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest
-from tempo_verl.verl_plugin import install as _install_verl_plugin
 
 __all__ = [
     "DumpConfig",
@@ -20,5 +21,3 @@ __all__ = [
     "tempo_advantage_and_forest",
 ]
 __version__ = "0.1.0"
-
-_install_verl_plugin()  # registers `tempo` once verl's registry is imported (no-op without verl)
