@@ -92,7 +92,7 @@ def test_import_verl_alone_registers_tempo_through_the_entry_point():
 def test_registration_is_idempotent():
     import importlib
 
-    importlib.reload(tempo_verl)  # runs install() again
+    importlib.reload(tempo_verl)  # a second import of the package
     verl_plugin.install()
     assert core_algos.get_adv_estimator_fn("tempo") is verl_plugin.tempo_estimator
 
