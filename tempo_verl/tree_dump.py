@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest
+from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest, group_layout, pairwise_common_prefix
 
 __all__ = [
     "FORMAT",
@@ -452,7 +452,7 @@ class TreeDumpWriter:
 
 
 def pairwise_lcp(ids: Sequence[Sequence[int]]) -> np.ndarray:
-    """Longest common prefix of every pair of responses.
+    """Longest common prefix of every pair of responses of one group (the estimator's own computation).
 
     Args:
         ids: ``G`` token-id sequences.
@@ -460,16 +460,13 @@ def pairwise_lcp(ids: Sequence[Sequence[int]]) -> np.ndarray:
     Returns:
         ``(G, G)`` int64; the diagonal holds each length.
     """
-    arrays = [np.asarray(x, dtype=np.int64) for x in ids]
-    g = len(arrays)
-    out = np.zeros((g, g), dtype=np.int64)
-    for i in range(g):
-        out[i, i] = arrays[i].shape[0]
-        for j in range(i + 1, g):
-            m = min(arrays[i].shape[0], arrays[j].shape[0])
-            diff = np.flatnonzero(arrays[i][:m] != arrays[j][:m])
-            out[i, j] = out[j, i] = diff[0] if diff.size else m
-    return out
+    rows = [torch.as_tensor(list(x), dtype=torch.long) for x in ids]
+    if not rows:
+        return np.zeros((0, 0), dtype=np.int64)
+    lengths = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
+    padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    layout = group_layout(torch.zeros(len(rows), dtype=torch.long))
+    return pairwise_common_prefix(padded, lengths, layout).numpy()
 
 
 def prefix_value(response: dict, root_value: float, depth: int) -> float:
