@@ -45,7 +45,7 @@ setup(
     },
     entry_points={
         # `import verl` loads this group in every process (driver and Ray workers alike).
-        "verl.plugins": ["tempo = tempo_verl.verl_plugin"],
+        "verl.plugins": ["tempo = tempo_verl.plugin"],
         "console_scripts": ["tempo-verl = tempo_verl.cli:main"],
     },
     classifiers=[

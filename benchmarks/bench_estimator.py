@@ -6,7 +6,7 @@
 Figures (the targets of the estimator issue):
 1. paper scale, 512 prompts x 7 responses x 8192 tokens: TEMPO <= 0.8x verl `grpo`, <= 1.2x `grpo_vectorized`;
 2. deep and wide, 64 x 16 x 8192 with ~2000-token shared prefixes: TEMPO <= 3x `grpo_vectorized`;
-3. against the per-token Python trie reference (tests/trie_reference.py) on 512x1024 realistic and
+3. against the per-token Python trie reference (tests/core/trie_reference.py) on 512x1024 realistic and
    128x1024 with ~600-token shared prefixes: >= 1000x faster;
 4. peak extra memory of one call at paper scale, each in a fresh process: TEMPO <= 1.5x `grpo_vectorized`.
 All timings: 2 torch threads, the minimum of several repeats.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "core"))
 
 VOCAB = 151_000  # Qwen-sized vocabulary: random tokens almost never coincide by chance
 

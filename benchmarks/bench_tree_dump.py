@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tempo_verl.advantage import tempo_advantage_and_forest
-from tempo_verl.tree_dump import TreeDumpWriter, dump_file_name, group_records
+from tempo_verl.core.advantage import tempo_advantage_and_forest
+from tempo_verl.trees.dump import TreeDumpWriter, dump_file_name, group_records
 
 VOCAB = 151_000
 

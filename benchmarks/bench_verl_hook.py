@@ -3,7 +3,7 @@
     python benchmarks/bench_verl_hook.py                       # 128 prompts x 7 x 4096 tokens (~2 minutes)
     python benchmarks/bench_verl_hook.py --prompts 512 --width 8192
 
-1. Tree metrics (``tempo_verl.metrics.tree_metrics``) against the estimator itself, paper scale, in-process.
+1. Tree metrics (``tempo_verl.core.metrics.tree_metrics``) against the estimator itself, paper scale, in-process.
 2. The v1 hook: verl's real ``PPOTrainer._compute_advantage`` on TransferQueue (local Ray), samples written
    as the agent loop writes them; the hook's extra read of ``responses`` (``tempo/hook_fetch_time_s``)
    against the whole advantage step, and the same step with ``grpo_vectorized`` for reference.
@@ -26,7 +26,7 @@ from bench_estimator import best_time, make_batch
 
 def metrics_cost(repeats: int) -> None:
     from tempo_verl import tempo_advantage_and_forest
-    from tempo_verl.metrics import tree_metrics
+    from tempo_verl.core.metrics import tree_metrics
 
     rewards, mask, attention, index, responses = make_batch(512, 7, 8192, 30.0)
     _, _, forest = tempo_advantage_and_forest(rewards, mask, index, responses, response_attention_mask=attention)

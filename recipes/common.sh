@@ -108,7 +108,7 @@ tempo_recipe() {
         "actor_rollout_ref.rollout.tensor_model_parallel_size=${ROLLOUT_TP:-1}"
         "actor_rollout_ref.rollout.gpu_memory_utilization=${GPU_MEMORY_UTILIZATION:-0.6}"
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8"
-        "reward.custom_reward_function.path=pkg://tempo_verl.rewards"
+        "reward.custom_reward_function.path=pkg://tempo_verl.recipes.rewards"
         "reward.custom_reward_function.name=compute_score"
         "trainer.logger=${LOGGER:-[\"console\",\"wandb\"]}"
         "trainer.project_name=${PROJECT_NAME:-tempo_verl}"

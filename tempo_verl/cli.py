@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tempo_verl.data.cli import app as data_app
+from tempo_verl.recipes.data.cli import app as data_app
 
 app = typer.Typer(
     name="tempo-verl",
@@ -60,8 +60,8 @@ def tree(
     """
     import sys
 
-    from tempo_verl.tree_dump import TreeInputError
-    from tempo_verl.tree_render import write_tree_page
+    from tempo_verl.trees.dump import TreeInputError
+    from tempo_verl.trees.render import write_tree_page
 
     try:
         path, drawn, total, names = write_tree_page(

@@ -39,7 +39,9 @@ from verl.utils.torch_functional import masked_mean
 from verl.workers.config import ActorConfig
 
 import tempo_verl  # noqa: F401  (registers the `tempo` estimator in verl's registry)
-from tempo_verl.advantage import tempo_advantage_and_forest
+from tempo_verl.core.advantage import tempo_advantage_and_forest
+from tempo_verl.core.forest import PrefixForest
+from tempo_verl.core.metrics import tree_metrics
 from tempo_verl.demo.model import (
     ModelSize,
     build_model,
@@ -50,9 +52,7 @@ from tempo_verl.demo.model import (
     warm_up,
 )
 from tempo_verl.demo.task import ParityTask
-from tempo_verl.metrics import tree_metrics
-from tempo_verl.prefix_tree import PrefixForest
-from tempo_verl.verl_plugin import TokenInputs, token_inputs
+from tempo_verl.plugin.state import TokenInputs, token_inputs
 
 __all__ = ["DemoConfig", "RunResult", "check_estimators", "compute_advantages", "run_demo", "train"]
 
@@ -359,7 +359,7 @@ def train(
         forest = None
         if not adv_metrics or step == keep_tree_at:
             _, _, forest = tempo_advantage_and_forest(
-                token_level_rewards, response_mask, index=uids, responses=responses, response_lengths=lengths
+                token_level_rewards, response_mask, uids, responses, response_lengths=lengths
             )
             if not adv_metrics:
                 adv_metrics = tree_metrics(forest, response_mask)

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tempo_verl.data.prepare import (
+from tempo_verl.recipes.data.prepare import (
     EVAL_SETS,
     PrepareError,
     SplitReport,

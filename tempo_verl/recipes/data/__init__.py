@@ -1,9 +1,9 @@
 """Data preparation for the TEMPO recipes: verl RL parquet files for MATH, MedQA and the OOD evaluation sets.
 
-See :mod:`tempo_verl.data.prepare` (the functions) and :mod:`tempo_verl.data.cli` (``tempo-verl data``).
+See :mod:`tempo_verl.recipes.data.prepare` (the functions) and :mod:`tempo_verl.recipes.data.cli` (``tempo-verl data``).
 """
 
-from tempo_verl.data.prepare import (
+from tempo_verl.recipes.data.prepare import (
     EVAL_SETS,
     MMLU_MEDICAL_SUBJECTS,
     SOURCES,

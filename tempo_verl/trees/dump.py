@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest, group_layout, pairwise_common_prefix
+from tempo_verl.core.forest import PrefixForest, build_prefix_forest, group_layout, pairwise_common_prefix
 
 __all__ = [
     "FORMAT",

@@ -7,7 +7,7 @@ and is coloured by the TD credit ``V(s_{t+1}) - V(s_t)`` that TEMPO gave it (blu
 negative, strength: size relative to the group's score range); leaves show the scores. Long
 edges are elided in the middle; the full text shows on hover (click pins it).
 
-Input: records in the ``tempo-tree/1`` format (:mod:`tempo_verl.tree_dump`).
+Input: records in the ``tempo-tree/1`` format (:mod:`tempo_verl.trees.dump`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tempo_verl.tree_dump import TreeInputError, input_files, load_tree_input, pairwise_lcp, prefix_value
+from tempo_verl.trees.dump import TreeInputError, input_files, load_tree_input, pairwise_lcp, prefix_value
 
 __all__ = ["TreeEdge", "TreeNode", "build_tree", "render_html", "summary_stats", "write_tree_page"]
 
@@ -669,8 +669,8 @@ def render_html(
     """Render groups as one self-contained HTML page (inline SVG, inline CSS and a few lines of JS).
 
     Args:
-        records: ``tempo-tree/1`` records (from :func:`tempo_verl.tree_dump.load_tree_input` or
-            :func:`tempo_verl.tree_dump.group_records`).
+        records: ``tempo-tree/1`` records (from :func:`tempo_verl.trees.dump.load_tree_input` or
+            :func:`tempo_verl.trees.dump.group_records`).
         tokenizer: a Hugging Face tokenizer to decode token ids into text (ids are shown otherwise).
         title: the page title.
         max_groups: draw only the first this many groups; the summary header covers all ``records``.

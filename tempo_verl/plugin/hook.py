@@ -6,7 +6,7 @@ place that works around it, and only while ``algorithm.adv_estimator`` is ``temp
 - v1 trainer (default, TransferQueue): ``PPOTrainer._compute_advantage`` reads a fixed list of
   fields that lacks ``responses``; the wrapper reads ``responses`` from TransferQueue too (one
   extra read, timed as ``tempo/hook_fetch_time_s``), derives each sample's valid length from the
-  nested layout, runs verl's own method inside :func:`tempo_verl.verl_plugin.token_inputs`, and
+  nested layout, runs verl's own method inside :func:`tempo_verl.plugin.state.token_inputs`, and
   adds the ``tempo/*`` metrics to the step's metrics.
 - legacy trainer (``trainer.use_v1=False``): ``ray_trainer.compute_advantage`` receives the whole
   ``DataProto``; the wrapper passes its ``responses`` and ``attention_mask`` on, and the metrics
@@ -16,7 +16,7 @@ place that works around it, and only while ``algorithm.adv_estimator`` is ``temp
 
 Every wrapper calls verl's original unchanged for any other estimator. When a verl release
 passes the batch to estimators (upstream PR #7473), delete this module and its ``install()``
-call in :mod:`tempo_verl.verl_plugin`.
+call in :mod:`tempo_verl.plugin`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from tempo_verl._post_import import when_imported
-from tempo_verl.verl_plugin import ESTIMATOR_NAME, TokenInputs, _current, check_run_config, hook_problems, token_inputs
+from tempo_verl.plugin.config import check_run_config
+from tempo_verl.plugin.post_import import when_imported
+from tempo_verl.plugin.state import ESTIMATOR_NAME, TokenInputs, current_inputs, hook_problems, token_inputs
 
 __all__ = ["SUPPORTED_VERL", "install"]
 
@@ -125,7 +126,7 @@ def _patch_legacy(module: ModuleType) -> None:
     def make_advantage(original: Callable) -> Callable:
         def compute_advantage(data, adv_estimator, *args, **kwargs):
             batch = data.batch
-            if not _is_tempo(adv_estimator) or _current.get() is not None or "responses" not in batch.keys():  # noqa: SIM118 (TensorDict)
+            if not _is_tempo(adv_estimator) or current_inputs() is not None or "responses" not in batch.keys():  # noqa: SIM118 (TensorDict)
                 return original(data, adv_estimator, *args, **kwargs)
             responses = batch["responses"]
             width = responses.shape[1]

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-__all__ = ["DumpConfig", "TempoConfig", "read_algorithm_config"]
+from tempo_verl.plugin.state import ESTIMATOR_NAME, hook_error, hook_problems
+
+__all__ = ["DumpConfig", "TempoConfig", "check_run_config", "read_algorithm_config"]
 
 
 @dataclass(frozen=True)
@@ -114,3 +116,18 @@ def read_algorithm_config(config: Any) -> tuple[TempoConfig, bool | None]:
         groups=_number("algorithm.tempo.dump.groups", _get(dump_node, "groups", DumpConfig.groups), int, minimum=1),
     )
     return TempoConfig(td_coef=td_coef, dump=dump), (None if norm is None else bool(norm))
+
+
+def check_run_config(config: Any) -> None:
+    """Start-up check of a verl run config that uses ``tempo``: knobs and hook, before any worker starts.
+
+    Raises:
+        ValueError: a bad ``algorithm.tempo`` knob (named, with the valid keys).
+        RuntimeError: the responses hook is missing for this verl (names the version and what is missing).
+    """
+    algorithm = config.get("algorithm") if hasattr(config, "get") else getattr(config, "algorithm", None)
+    if algorithm is None or str(algorithm.get("adv_estimator")) != ESTIMATOR_NAME:
+        return
+    read_algorithm_config(algorithm)
+    if hook_problems:
+        raise RuntimeError(hook_error())

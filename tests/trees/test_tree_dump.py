@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tempo_verl.advantage import tempo_advantage_and_forest
-from tempo_verl.tree_dump import (
+from tempo_verl.core.advantage import tempo_advantage_and_forest
+from tempo_verl.trees.dump import (
     FORMAT,
     TreeDumpWriter,
     TreeInputError,
@@ -146,7 +146,7 @@ def test_dump_steps_first_seen_and_every_kth_never_twice(tmp_path):
 
 
 def test_write_happens_off_the_callers_thread(tmp_path, monkeypatch):
-    import tempo_verl.tree_dump as td
+    import tempo_verl.trees.dump as td
 
     batch = _batch()
     responses, _, mask, _, uids = batch
@@ -180,7 +180,7 @@ def test_unwritable_directory_does_not_stop_a_step(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     writer = TreeDumpWriter(blocker / "trees", every=1, groups=2)  # construction does not raise either
-    with caplog.at_level(logging.WARNING, logger="tempo_verl.tree_dump"):
+    with caplog.at_level(logging.WARNING, logger="tempo_verl.trees.dump"):
         assert writer.maybe_dump(1, forest, responses, mask, uids)
         writer.close()
     assert writer.written == [] and writer.failures == 1
@@ -193,7 +193,7 @@ def test_a_failure_on_the_callers_thread_is_logged_not_raised(tmp_path, caplog):
     responses, _, mask, _, uids = batch
     forest = _forest(*batch)
     writer = TreeDumpWriter(tmp_path, every=1, groups=2)
-    with caplog.at_level(logging.WARNING, logger="tempo_verl.tree_dump"):
+    with caplog.at_level(logging.WARNING, logger="tempo_verl.trees.dump"):
         assert not writer.maybe_dump(1, forest, responses[:, :0][:0], mask, uids)  # bad tensors
         assert writer.maybe_dump(2, forest, responses, mask, uids)  # the next dump still works
         writer.close()

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tempo_verl.rewards import CHOICE_LETTERS, extract_boxed
+from tempo_verl.recipes.rewards import CHOICE_LETTERS, extract_boxed
 
 __all__ = [
     "EVAL_SETS",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from trie_reference import reference_tempo_advantage
 
 from tempo_verl import build_prefix_forest, compute_tempo_advantage
-from tempo_verl.prefix_tree import group_layout, pairwise_common_prefix, uid_to_group_ids
+from tempo_verl.core.forest import group_layout, pairwise_common_prefix, uid_to_group_ids
 
 
 def _batch(rows: list[tuple[str, list[int], float]], width: int | None = None, pad: int = 0):

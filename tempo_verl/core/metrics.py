@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tempo_verl.prefix_tree import PrefixForest
+from tempo_verl.core.forest import PrefixForest
 
 __all__ = ["tree_metrics"]
 

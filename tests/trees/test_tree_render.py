@@ -11,10 +11,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tempo_verl.advantage import tempo_advantage_and_forest
 from tempo_verl.cli import app
-from tempo_verl.tree_dump import TreeDumpWriter, group_records
-from tempo_verl.tree_render import render_html, summary_stats
+from tempo_verl.core.advantage import tempo_advantage_and_forest
+from tempo_verl.trees.dump import TreeDumpWriter, group_records
+from tempo_verl.trees.render import render_html, summary_stats
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -1,4 +1,4 @@
-"""tempo_verl.rewards on crafted responses: right, wrong, equivalent forms, missing, garbage, adversarial."""
+"""tempo_verl.recipes.rewards on crafted responses: right, wrong, equivalent forms, missing, garbage, adversarial."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tempo_verl import rewards
-from tempo_verl.rewards import (
+from tempo_verl.recipes import rewards
+from tempo_verl.recipes.rewards import (
     SOURCE_KINDS,
     compute_score,
     extract_boxed,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes"
 SIZES = {"1.7b": "Qwen/Qwen3-1.7B", "4b": "Qwen/Qwen3-4B"}
 TASKS = ("math", "medqa")
@@ -200,7 +200,7 @@ def test_recipe_composes_with_paper_settings(workdir: Path, name: str) -> None:
 
     if estimator == "tempo":
         assert cfg.algorithm.tempo.td_coef == 1.0
-        from tempo_verl.config import read_algorithm_config
+        from tempo_verl.plugin.config import read_algorithm_config
 
         tempo_config, _ = read_algorithm_config(cfg.algorithm)
         assert tempo_config.td_coef == 1.0 and not tempo_config.dump.enabled
@@ -211,7 +211,7 @@ def test_recipe_composes_with_paper_settings(workdir: Path, name: str) -> None:
     assert not need_reference_policy(cfg) and not need_critic(cfg)
 
     # the reward function resolves the way verl loads it
-    from tempo_verl.rewards import compute_score
+    from tempo_verl.recipes.rewards import compute_score
 
     fn = load_extern_object(cfg.reward.custom_reward_function.path, cfg.reward.custom_reward_function.name)
     assert fn is compute_score

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tempo_verl.cli import app as root_app
-from tempo_verl.data import prepare as prep
-from tempo_verl.data.prepare import (
+from tempo_verl.recipes.data import prepare as prep
+from tempo_verl.recipes.data.prepare import (
     CHOICE_INSTRUCTION,
     MATH_INSTRUCTION,
     PrepareError,
@@ -30,9 +30,9 @@ from tempo_verl.data.prepare import (
     prepare_medqa,
     rl_schema,
 )
-from tempo_verl.rewards import SOURCE_KINDS, compute_score
+from tempo_verl.recipes.rewards import SOURCE_KINDS, compute_score
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # ---- samples in the hub sets' own column layouts -------------------------------------------
 

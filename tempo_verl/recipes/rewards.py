@@ -23,7 +23,7 @@ characters).
 
 Use it from verl with::
 
-    reward.custom_reward_function.path=pkg://tempo_verl.rewards reward.custom_reward_function.name=compute_score
+    reward.custom_reward_function.path=pkg://tempo_verl.recipes.rewards reward.custom_reward_function.name=compute_score
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The reward each ``data_source`` written by :mod:`tempo_verl.data` gets (and a few hub-id aliases).
+#: The reward each ``data_source`` written by :mod:`tempo_verl.recipes.data` gets (and a few hub-id aliases).
 SOURCE_KINDS: dict[str, str] = {
     "math": "math",
     "amc23": "math",
@@ -106,7 +106,7 @@ def reward_kind(data_source: str) -> str:
     if kind is None:
         known = ", ".join(sorted(k for k in SOURCE_KINDS if "/" not in k))
         raise ValueError(
-            f"tempo_verl.rewards: unknown data_source {data_source!r}; known: {known} (or their hub ids). "
+            f"tempo_verl.recipes.rewards: unknown data_source {data_source!r}; known: {known} (or their hub ids). "
             "Write the data with `tempo-verl data ...` or set the parquet's data_source column to one of these."
         )
     return kind
@@ -396,7 +396,9 @@ class _MathPool:
             with self._lock:
                 self._started -= 1
                 self._broken = str(exc)
-            logger.warning("tempo_verl.rewards: math-verify helpers unavailable (%s); checking in-process.", exc)
+            logger.warning(
+                "tempo_verl.recipes.rewards: math-verify helpers unavailable (%s); checking in-process.", exc
+            )
             return None
         with self._lock:
             self._all.append(helper)

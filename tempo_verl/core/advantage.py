@@ -17,10 +17,9 @@ from typing import Any
 
 import torch
 
-from tempo_verl.config import read_algorithm_config
-from tempo_verl.prefix_tree import PrefixForest, build_prefix_forest, uid_to_group_ids
+from tempo_verl.core.forest import PrefixForest, build_prefix_forest, uid_to_group_ids
 
-__all__ = ["compute_tempo_advantage", "resolve_token_inputs", "tempo_advantage_and_forest"]
+__all__ = ["compute_tempo_advantage", "tempo_advantage_and_forest"]
 
 
 def _check_01(name: str, weights: torch.Tensor, source_dtype: torch.dtype) -> None:
@@ -93,43 +92,19 @@ def _check_inputs(
         raise ValueError(f"responses: expected integer token ids, got dtype {responses.dtype}.")
 
 
-def resolve_token_inputs(
-    responses: torch.Tensor | None,
-    response_attention_mask: torch.Tensor | None,
-    batch: Any,
-    length: int,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Take ``responses`` and the response attention mask from verl's ``batch`` when not given directly."""
-    if batch is None:
-        return responses, response_attention_mask
-    # TensorDict refuses `key in td`: it wants `key in td.keys()`.
-    if responses is None and "responses" in batch.keys():  # noqa: SIM118
-        responses = batch["responses"]
-    if response_attention_mask is None and "attention_mask" in batch.keys():  # noqa: SIM118
-        response_attention_mask = batch["attention_mask"][:, -length:] if length else batch["attention_mask"][:, :0]
-    return responses, response_attention_mask
-
-
 def tempo_advantage_and_forest(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
-    index: Any = None,
-    responses: torch.Tensor | None = None,
+    index: Any,
+    responses: torch.Tensor | None,
+    *,
     response_attention_mask: torch.Tensor | None = None,
+    response_lengths: torch.Tensor | None = None,
     epsilon: float = 1e-6,
     norm_adv_by_std_in_grpo: bool = True,
     td_coef: float = 1.0,
-    config: Any = None,
-    response_lengths: torch.Tensor | None = None,
-    batch: Any = None,
-    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor, PrefixForest]:
     """:func:`compute_tempo_advantage`, also returning the :class:`PrefixForest` (for metrics and dumps)."""
-    if config is not None:
-        tempo_config, norm = read_algorithm_config(config)
-        td_coef = tempo_config.td_coef
-        if norm is not None:
-            norm_adv_by_std_in_grpo = norm
     try:
         td_coef = float(td_coef)
     except (TypeError, ValueError) as err:
@@ -139,8 +114,6 @@ def tempo_advantage_and_forest(
     if not epsilon >= 0:
         raise ValueError(f"epsilon: expected a non-negative number, got {epsilon}.")
 
-    length = token_level_rewards.shape[-1] if isinstance(token_level_rewards, torch.Tensor) else 0
-    responses, response_attention_mask = resolve_token_inputs(responses, response_attention_mask, batch, length)
     if responses is None:
         raise ValueError(
             "responses: TEMPO needs the response token ids to build the prefix trees, and none were "
@@ -211,14 +184,14 @@ def tempo_advantage_and_forest(
 def compute_tempo_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
-    index: Any = None,
-    responses: torch.Tensor | None = None,
+    index: Any,
+    responses: torch.Tensor,
+    *,
     response_attention_mask: torch.Tensor | None = None,
+    response_lengths: torch.Tensor | None = None,
     epsilon: float = 1e-6,
     norm_adv_by_std_in_grpo: bool = True,
     td_coef: float = 1.0,
-    config: Any = None,
-    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TEMPO advantage: GRPO plus a prefix-tree TD correction at branch tokens.
 
@@ -237,11 +210,11 @@ def compute_tempo_advantage(
         epsilon: added to the group std before dividing (verl's GRPO uses 1e-6).
         norm_adv_by_std_in_grpo: divide by the group std (GRPO); False gives Dr. GRPO scaling.
         td_coef: weight of the TD term (1.0 is the paper's estimator; 0.0 is exactly GRPO).
-        config: verl's ``algorithm`` config (DictConfig or ``AlgoConfig``); when given it supplies
-            ``norm_adv_by_std_in_grpo`` and ``tempo.td_coef``, as verl's estimators read theirs.
-        **kwargs: ``response_lengths`` (``(bs,)`` valid lengths, instead of an attention mask) and
-            ``batch`` (verl's ``TensorDict``: ``responses`` and ``attention_mask`` are taken from it
-            when not passed directly); anything else verl passes (``reward_baselines``, ...) is ignored.
+        response_lengths: ``(bs,)`` integer valid lengths, instead of an attention mask.
+
+    An unknown keyword argument is a ``TypeError`` (a misspelt ``td_coeff`` never falls back to a
+    default). verl's registry calls :func:`tempo_verl.plugin.estimator.tempo_estimator`, which reads
+    ``norm_adv_by_std_in_grpo`` and ``algorithm.tempo.td_coef`` from verl's config and calls this.
 
     Returns:
         ``(advantages, returns)``, both the same ``(bs, L)`` float32 tensor on the input's device.
@@ -249,13 +222,12 @@ def compute_tempo_advantage(
     advantages, returns, _ = tempo_advantage_and_forest(
         token_level_rewards,
         response_mask,
-        index=index,
-        responses=responses,
+        index,
+        responses,
         response_attention_mask=response_attention_mask,
+        response_lengths=response_lengths,
         epsilon=epsilon,
         norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo,
         td_coef=td_coef,
-        config=config,
-        **kwargs,
     )
     return advantages, returns

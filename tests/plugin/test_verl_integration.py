@@ -13,7 +13,12 @@ import torch
 from omegaconf import OmegaConf
 
 import tempo_verl
-from tempo_verl import compute_tempo_advantage, verl_hook, verl_plugin
+from tempo_verl import compute_tempo_advantage
+from tempo_verl import plugin as verl_plugin
+from tempo_verl.plugin import config as tempo_config
+from tempo_verl.plugin import estimator as tempo_estimator_mod
+from tempo_verl.plugin import hook as verl_hook
+from tempo_verl.plugin import state as tempo_state
 
 verl = pytest.importorskip("verl")
 from verl import DataProto  # noqa: E402
@@ -78,11 +83,11 @@ def test_import_verl_alone_registers_tempo_through_the_entry_point():
         "import sys, verl\n"
         "from verl.trainer.ppo import core_algos\n"
         "fn = core_algos.get_adv_estimator_fn('tempo')\n"
-        "print(fn.__module__, 'tempo_verl.advantage' in sys.modules)\n"
+        "print(fn.__module__, 'tempo_verl.core.advantage' in sys.modules)\n"
     )
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "auto"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split()[-2:] == ["tempo_verl.verl_plugin", "True"]
+    assert out.stdout.split()[-2:] == ["tempo_verl.plugin.estimator", "True"]
     # With verl's plugin loading switched off, nothing registers it: the entry point is what did.
     env["VERL_USE_EXTERNAL_PLUGINS"] = "none"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -94,7 +99,7 @@ def test_registration_is_idempotent():
 
     importlib.reload(tempo_verl)  # a second import of the package
     verl_plugin.install()
-    assert core_algos.get_adv_estimator_fn("tempo") is verl_plugin.tempo_estimator
+    assert core_algos.get_adv_estimator_fn("tempo") is tempo_estimator_mod.tempo_estimator
 
 
 # --- legacy trainer: verl's compute_advantage on a DataProto -------------------------------------
@@ -162,22 +167,22 @@ def test_other_estimators_are_untouched_by_the_hook():
 
 def test_knobs_compose_with_plus_and_misspelt_knob_is_named_at_startup():
     cfg = compose(["algorithm.adv_estimator=tempo", "+algorithm.tempo.td_coef=0.5"])
-    assert tempo_verl.read_algorithm_config(cfg.algorithm)[0].td_coef == 0.5
-    verl_plugin.check_run_config(cfg)  # a good tempo config passes
+    assert tempo_config.read_algorithm_config(cfg.algorithm)[0].td_coef == 0.5
+    tempo_config.check_run_config(cfg)  # a good tempo config passes
     bad = compose(["algorithm.adv_estimator=tempo", "+algorithm.tempo.td_coeff=0.5"])
     with pytest.raises(
         ValueError, match=r"algorithm.tempo: unknown key\(s\) \['td_coeff'\]; valid keys are \['td_coef'"
     ):
-        verl_plugin.check_run_config(bad)
+        tempo_config.check_run_config(bad)
     # verl's own validate_config (what main_ppo calls first) runs the check: the run stops at start-up.
     from verl.utils import config as verl_config
 
     with pytest.raises(ValueError, match="td_coeff"):
         verl_config.validate_config(bad, use_reference_policy=False, use_critic=False)
     with pytest.raises(ValueError, match=r"algorithm.tempo.td_coef: expected a float"):
-        verl_plugin.check_run_config(compose(["algorithm.adv_estimator=tempo", "+algorithm.tempo.td_coef=abc"]))
+        tempo_config.check_run_config(compose(["algorithm.adv_estimator=tempo", "+algorithm.tempo.td_coef=abc"]))
     # Other estimators never see the check.
-    verl_plugin.check_run_config(compose(["algorithm.adv_estimator=grpo", "+algorithm.tempo.td_coeff=0.5"]))
+    tempo_config.check_run_config(compose(["algorithm.adv_estimator=grpo", "+algorithm.tempo.td_coeff=0.5"]))
 
 
 def test_estimator_without_token_ids_says_how_to_fix():
@@ -188,8 +193,9 @@ def test_estimator_without_token_ids_says_how_to_fix():
 
 
 def test_missing_hook_stops_a_tempo_run_naming_the_verl_version(monkeypatch, caplog):
-    monkeypatch.setattr(verl_plugin, "hook_problems", [])
-    monkeypatch.setattr(verl_hook, "hook_problems", verl_plugin.hook_problems)
+    monkeypatch.setattr(tempo_state, "hook_problems", [])
+    for module in (verl_hook, tempo_config, tempo_estimator_mod):
+        monkeypatch.setattr(module, "hook_problems", tempo_state.hook_problems)
     future_trainer = types.ModuleType("verl.trainer.ppo.v1.trainer_base")
     future_trainer.PPOTrainer = type("PPOTrainer", (), {})  # a verl without _compute_advantage
     with caplog.at_level("WARNING"):
@@ -197,7 +203,7 @@ def test_missing_hook_stops_a_tempo_run_naming_the_verl_version(monkeypatch, cap
     assert "cannot install the responses hook" in caplog.text
     cfg = compose(["algorithm.adv_estimator=tempo"])
     with pytest.raises(RuntimeError, match=rf"verl {verl.__version__}: .*_compute_advantage.* not found"):
-        verl_plugin.check_run_config(cfg)
+        tempo_config.check_run_config(cfg)
     r = _rollouts(seed=5)
     fn = core_algos.get_adv_estimator_fn("tempo")
     with pytest.raises(RuntimeError, match="could not be installed"):
@@ -332,7 +338,7 @@ def test_v1_trainer_grpo_is_untouched(transfer_queue):
 
 
 def test_dump_knobs_write_the_trees_of_a_step_and_never_stop_it(tmp_path, caplog):
-    from tempo_verl.tree_dump import load_tree_input
+    from tempo_verl.trees.dump import load_tree_input
 
     r = _rollouts(seed=8)
     data = _dataproto(r)
@@ -340,7 +346,7 @@ def test_dump_knobs_write_the_trees_of_a_step_and_never_stop_it(tmp_path, caplog
     cfg = OmegaConf.create({"tempo": {"dump": {"dir": str(tmp_path / "trees"), "every": 50, "groups": 2}}})
     out = ray_trainer.compute_advantage(data, adv_estimator="tempo", config=cfg)
     torch.testing.assert_close(out.batch["advantages"], _direct(r))
-    writer = verl_plugin._dump_writers[tempo_verl.read_algorithm_config(cfg)[0].dump]
+    writer = tempo_estimator_mod._dump_writers[tempo_config.read_algorithm_config(cfg)[0].dump]
     writer.flush(timeout=30)
     records = load_tree_input(tmp_path / "trees")
     assert len(records) == 2 and {rec["step"] for rec in records} == {50}
@@ -350,6 +356,6 @@ def test_dump_knobs_write_the_trees_of_a_step_and_never_stop_it(tmp_path, caplog
     cfg = OmegaConf.create({"tempo": {"dump": {"dir": str(blocker / "trees"), "every": 1}}})
     with caplog.at_level("WARNING"):
         out = ray_trainer.compute_advantage(_dataproto(r), adv_estimator="tempo", config=cfg)
-        verl_plugin._dump_writers[tempo_verl.read_algorithm_config(cfg)[0].dump].flush(timeout=30)
+        tempo_estimator_mod._dump_writers[tempo_config.read_algorithm_config(cfg)[0].dump].flush(timeout=30)
     torch.testing.assert_close(out.batch["advantages"], _direct(r))
     assert "tree dump" in caplog.text

@@ -1,0 +1,18 @@
+"""TEMPO in pure torch: no verl import, no config objects.
+
+- :mod:`~tempo_verl.core.forest`: the prefix trees of all groups, the prefix value V and the TD term.
+- :mod:`~tempo_verl.core.advantage`: the advantage formula (GRPO + TD at branch tokens) and its input checks.
+- :mod:`~tempo_verl.core.metrics`: the ``tempo/*`` tree metrics of a forest.
+"""
+
+from tempo_verl.core.advantage import compute_tempo_advantage, tempo_advantage_and_forest
+from tempo_verl.core.forest import PrefixForest, build_prefix_forest
+from tempo_verl.core.metrics import tree_metrics
+
+__all__ = [
+    "PrefixForest",
+    "build_prefix_forest",
+    "compute_tempo_advantage",
+    "tempo_advantage_and_forest",
+    "tree_metrics",
+]

@@ -1,0 +1,49 @@
+"""Everything that imports or patches verl: ``algorithm.adv_estimator=tempo`` in a stock verl run.
+
+Loaded by ``import verl`` in every verl process through the ``verl.plugins`` entry point (and by
+``import tempo_verl``). Nothing is imported from verl here: the ``tempo`` estimator is registered,
+and the responses hook applied, when verl itself imports the modules concerned
+(:mod:`tempo_verl.plugin.post_import`). Nothing here changes what verl does for any other estimator.
+
+- :mod:`~tempo_verl.plugin.state`: what the hook and the estimator share for one advantage step.
+- :mod:`~tempo_verl.plugin.config`: the ``algorithm.tempo.*`` knobs and the start-up check.
+- :mod:`~tempo_verl.plugin.estimator`: the registry entry (verl's call in, TEMPO's answer out).
+- :mod:`~tempo_verl.plugin.hook`: the responses hook for verl 0.9.1 (delete when verl passes the batch).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+from tempo_verl.plugin.post_import import when_imported
+from tempo_verl.plugin.state import ESTIMATOR_NAME
+
+__all__ = ["install"]
+
+logger = logging.getLogger(__name__)
+
+
+def _register(core_algos) -> None:
+    from tempo_verl.plugin.estimator import tempo_estimator
+
+    try:
+        core_algos.register_adv_est(ESTIMATOR_NAME)(tempo_estimator)
+    except ValueError as err:
+        logger.warning("tempo-verl: could not register adv_estimator '%s': %s", ESTIMATOR_NAME, err)
+
+
+def install() -> None:
+    """Register ``tempo`` (when verl's registry is imported) and install the responses hook. Idempotent.
+
+    Without verl installed this installs nothing (no import machinery).
+    """
+    if importlib.util.find_spec("verl") is None:
+        return
+    from tempo_verl.plugin import hook
+
+    when_imported("verl.trainer.ppo.core_algos", _register)
+    hook.install()
+
+
+install()

@@ -1,0 +1,1 @@
+"""The Python half of ``recipes/*.sh``: rule-based rewards (``compute_score``) and data preparation."""
