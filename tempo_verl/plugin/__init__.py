@@ -17,7 +17,7 @@ import importlib.util
 import logging
 
 from tempo_verl.plugin.post_import import when_imported
-from tempo_verl.plugin.state import ESTIMATOR_NAME
+from tempo_verl.plugin.state import ESTIMATOR_NAME, hook_problems
 
 __all__ = ["install"]
 
@@ -38,12 +38,20 @@ def install() -> None:
 
     Without verl installed this installs nothing (no import machinery).
     """
-    if importlib.util.find_spec("verl") is None:
+    try:
+        verl_spec = importlib.util.find_spec("verl")
+    except (ImportError, ValueError):
+        verl_spec = None
+    if verl_spec is None:
         return
-    from tempo_verl.plugin import hook
+    try:
+        from tempo_verl.plugin import hook
 
-    when_imported("verl.trainer.ppo.core_algos", _register)
-    hook.install()
+        when_imported("verl.trainer.ppo.core_algos", _register)
+        hook.install()
+    except Exception as err:  # verl's plugin loader would swallow this at DEBUG level: say it loudly
+        logger.error("tempo-verl: the plugin failed to install; adv_estimator=tempo will refuse to run.", exc_info=True)
+        hook_problems.append(f"plugin install failed ({type(err).__name__}: {err})")
 
 
 install()

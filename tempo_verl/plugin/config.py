@@ -8,6 +8,7 @@ On verl's command line (hydra struct mode) new keys need a ``+``::
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -118,16 +119,42 @@ def read_algorithm_config(config: Any) -> tuple[TempoConfig, bool | None]:
     return TempoConfig(td_coef=td_coef, dump=dump), (None if norm is None else bool(norm))
 
 
+def _misplaced_knobs(algorithm: Any) -> list[str]:
+    """Keys of ``algorithm`` that look like TEMPO knobs outside ``algorithm.tempo`` (verl would ignore them).
+
+    A key is suspect when it is one of TEMPO's knob names (``td_coef``, ``dump``) or a near miss of
+    ``tempo`` (``tmepo``, ``Tempo``, ``tempo_``): verl's struct config accepts such ``+algorithm.*`` keys and
+    never reads them, so the run would train with the defaults.
+    """
+    knobs = {f.name for f in fields(TempoConfig)}
+    suspects = []
+    for key in _keys(algorithm):
+        if key == "tempo":
+            continue
+        if key in knobs or difflib.get_close_matches(key.lower(), ["tempo"], n=1, cutoff=0.6):
+            suspects.append(key)
+    return suspects
+
+
 def check_run_config(config: Any) -> None:
     """Start-up check of a verl run config that uses ``tempo``: knobs and hook, before any worker starts.
 
     Raises:
-        ValueError: a bad ``algorithm.tempo`` knob (named, with the valid keys).
+        ValueError: a bad ``algorithm.tempo`` knob (named, with the valid keys), or a TEMPO knob put
+            outside ``algorithm.tempo`` (named, with where it belongs).
         RuntimeError: the responses hook is missing for this verl (names the version and what is missing).
     """
     algorithm = config.get("algorithm") if hasattr(config, "get") else getattr(config, "algorithm", None)
     if algorithm is None or str(algorithm.get("adv_estimator")) != ESTIMATOR_NAME:
         return
+    misplaced = _misplaced_knobs(algorithm)
+    if misplaced:
+        valid = [f.name for f in fields(TempoConfig)]
+        raise ValueError(
+            f"algorithm: key(s) {['algorithm.' + k for k in misplaced]} look like TEMPO knobs outside "
+            f"algorithm.tempo, where verl would ignore them and train with the defaults; TEMPO's knobs are "
+            f"algorithm.tempo.{{{', '.join(valid)}}} (on verl's command line: +algorithm.tempo.{valid[0]}=...)."
+        )
     read_algorithm_config(algorithm)
     if hook_problems:
         raise RuntimeError(hook_error())

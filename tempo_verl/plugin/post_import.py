@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 import threading
 from collections.abc import Callable
 from types import ModuleType
 
+from tempo_verl.plugin.state import hook_problems
+
 __all__ = ["when_imported"]
+
+logger = logging.getLogger(__name__)
 
 _callbacks: dict[str, list[Callable[[ModuleType], None]]] = {}
 _lock = threading.RLock()
@@ -34,7 +39,7 @@ class _Loader(importlib.abc.Loader):
         with _lock:
             callbacks = _callbacks.pop(module.__name__, [])
         for callback in callbacks:
-            callback(module)
+            _run(callback, module)
 
     def __getattr__(self, name: str):  # get_source, get_code, ... for tools that ask the loader
         return getattr(self._inner, name)
@@ -58,11 +63,25 @@ class _Finder(importlib.abc.MetaPathFinder):
 _finder = _Finder()
 
 
+def _run(callback: Callable[[ModuleType], None], module: ModuleType) -> None:
+    """Run one callback; an error in it must never break verl's own import of ``module``.
+
+    The failure is logged at ERROR (verl's plugin loader would only say it at DEBUG) and recorded in
+    :data:`tempo_verl.plugin.state.hook_problems`, so a ``tempo`` run stops at start-up naming it.
+    """
+    try:
+        callback(module)
+    except Exception as err:
+        name = getattr(callback, "__qualname__", repr(callback))
+        logger.error("tempo-verl: %s failed after importing %s", name, module.__name__, exc_info=True)
+        hook_problems.append(f"{name} on {module.__name__} failed ({type(err).__name__}: {err})")
+
+
 def when_imported(module_name: str, callback: Callable[[ModuleType], None]) -> None:
     """Call ``callback(module)`` once ``module_name`` is imported; at once if it already is."""
     module = sys.modules.get(module_name)
     if module is not None:
-        callback(module)
+        _run(callback, module)
         return
     with _lock:
         _callbacks.setdefault(module_name, []).append(callback)

@@ -185,6 +185,25 @@ def test_knobs_compose_with_plus_and_misspelt_knob_is_named_at_startup():
     tempo_config.check_run_config(compose(["algorithm.adv_estimator=grpo", "+algorithm.tempo.td_coeff=0.5"]))
 
 
+@pytest.mark.parametrize("override", ["+algorithm.td_coef=0.5", "+algorithm.tmepo.td_coef=0.5", "+algorithm.Tempo={}"])
+def test_tempo_knob_outside_algorithm_tempo_stops_the_run_at_startup(override):
+    from verl.utils import config as verl_config
+
+    bad = compose(["algorithm.adv_estimator=tempo", override])
+    key = override[1:].split("=")[0].split(".")[1]
+    with pytest.raises(ValueError, match=rf"\['algorithm\.{key}'\] look like TEMPO knobs outside algorithm.tempo"):
+        verl_config.validate_config(bad, use_reference_policy=False, use_critic=False)
+    # Other estimators are not TEMPO's business.
+    tempo_config.check_run_config(compose(["algorithm.adv_estimator=grpo", override]))
+
+
+def test_no_verl_algorithm_key_looks_like_a_misplaced_tempo_knob():
+    cfg = compose(["algorithm.adv_estimator=tempo", "+algorithm.tempo.td_coef=0.5"])
+    tempo_config.check_run_config(cfg)  # verl's own algorithm keys (its yaml) pass
+    every_field = {name: None for name in AlgoConfig.__dataclass_fields__}  # and every AlgoConfig field
+    assert tempo_config._misplaced_knobs({**every_field, "tempo": {}}) == []
+
+
 def test_estimator_without_token_ids_says_how_to_fix():
     r = _rollouts(seed=4)
     fn = core_algos.get_adv_estimator_fn("tempo")
