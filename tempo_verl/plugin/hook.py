@@ -25,6 +25,7 @@ import functools
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -43,8 +44,11 @@ SUPPORTED_VERL = ("0.9.1",)
 _MARK = "__tempo_verl_hook__"
 _V1 = "verl.trainer.ppo.v1.trainer_base"
 _LEGACY = "verl.trainer.ppo.ray_trainer"
-#: The last legacy tempo step: (id of its DataProto, its metrics), until compute_data_metrics sees that batch.
-_pending_legacy_metrics: list[tuple[int, dict[str, float]]] = []
+#: The last legacy tempo step: (a weak reference to its DataProto, its metrics), until compute_data_metrics
+#: sees that very batch. The legacy trainer keeps its metrics dict local to ``fit()``, and verl's registry
+#: returns only (advantages, returns), so this is the one way the step's tree metrics reach its log; the
+#: weak reference (not an id) cannot match a later batch that reuses a freed one's address.
+_pending_legacy_metrics: list[tuple[weakref.ref, dict[str, float]]] = []
 
 
 def _is_tempo(estimator: Any) -> bool:
@@ -137,7 +141,7 @@ def _patch_legacy(module: ModuleType) -> None:
             )
             with token_inputs(inputs):
                 out = original(data, adv_estimator, *args, **kwargs)
-            _pending_legacy_metrics[:] = [(id(out), inputs.metrics)]
+            _pending_legacy_metrics[:] = [(weakref.ref(out), inputs.metrics)]
             return out
 
         return compute_advantage
@@ -145,7 +149,7 @@ def _patch_legacy(module: ModuleType) -> None:
     def make_metrics(original: Callable) -> Callable:
         def compute_data_metrics(batch, *args, **kwargs):
             result = original(batch, *args, **kwargs)
-            if _pending_legacy_metrics and _pending_legacy_metrics[0][0] == id(batch):
+            if _pending_legacy_metrics and _pending_legacy_metrics[0][0]() is batch:
                 result.update(_pending_legacy_metrics.pop()[1])
             return result
 

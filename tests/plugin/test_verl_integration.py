@@ -128,7 +128,10 @@ def test_legacy_compute_advantage_equals_direct_estimator(holes):
     torch.testing.assert_close(data.batch["returns"], data.batch["advantages"])
     if holes:
         assert (data.batch["advantages"][r["response_mask"] == 0] == 0).all()
-    # The tree metrics reach the step's metrics through verl's compute_data_metrics.
+    # The tree metrics reach the step's metrics through verl's compute_data_metrics, for that batch only.
+    other = _dataproto(r)
+    other.batch["advantages"], other.batch["returns"] = data.batch["advantages"], data.batch["returns"]
+    assert "tempo/branch_token_frac" not in ray_trainer.compute_data_metrics(batch=other, use_critic=False)
     metrics = ray_trainer.compute_data_metrics(batch=data, use_critic=False)
     assert 0 < metrics["tempo/branch_token_frac"] <= 1
     assert metrics["tempo/time_s"] > 0
