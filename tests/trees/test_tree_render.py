@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from tempo_verl.cli import app
 from tempo_verl.core.advantage import tempo_advantage_and_forest
-from tempo_verl.trees.dump import TreeDumpWriter, group_records
+from tempo_verl.trees.records import group_records
 from tempo_verl.trees.render import render_html, summary_stats
+from tempo_verl.trees.writer import TreeDumpWriter
 
 SVG = "{http://www.w3.org/2000/svg}"
 
