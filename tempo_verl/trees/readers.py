@@ -132,14 +132,10 @@ def _verl_rows_to_records(path: Path, rows: list[tuple[int, dict]], tokenizer: A
     group_ids = torch.tensor([group_of[key] for key in keys], dtype=torch.long)
     forest = build_prefix_forest(responses, lengths, group_ids, scores)
     mask = torch.arange(width)[None, :] < lengths[:, None]
-    records = records_from_snapshot(snapshot(forest, responses, mask, group_ids.tolist(), 0, len(group_of)))
-    by_group = {record["uid"]: record for record in records}  # uid here: the group id
-    out = []
-    for (step, prompt), g in group_of.items():  # in the order of first appearance
-        record = by_group[g]
+    records = records_from_snapshot(snapshot(forest, responses, mask, group_ids.tolist(), 0, list(group_of.values())))
+    for record, ((step, prompt), g) in zip(records, group_of.items(), strict=True):  # in order of first appearance
         record.update(step=step, uid=_prompt_uid(prompt), prompt=prompt, source=f"{path}:{first_line[g]}")
-        out.append(record)
-    return out
+    return records
 
 
 def read_file(path: Path, tokenizer: Any = None) -> list[dict]:

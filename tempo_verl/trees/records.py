@@ -18,7 +18,7 @@ import torch
 from tempo_verl.core.forest import PrefixForest
 from tempo_verl.trees.format import FORMAT, root_value
 
-__all__ = ["Snapshot", "group_records", "records_from_snapshot", "snapshot"]
+__all__ = ["Snapshot", "choose_groups", "group_records", "records_from_snapshot", "snapshot"]
 
 
 @dataclass
@@ -63,28 +63,27 @@ def _json_scalar(value: Any) -> Any:
     return str(value)
 
 
-def snapshot(
-    forest: PrefixForest,
-    responses: torch.Tensor,
-    response_mask: torch.Tensor,
-    uids: Sequence,
-    step: int,
-    max_groups: int,
-) -> Snapshot:
-    """Copy up to ``max_groups`` groups' rows to the host (the part a writer runs on the training thread).
+def choose_groups(forest: PrefixForest, max_groups: int) -> list[int]:
+    """Up to ``max_groups`` group ids: groups of two or more responses first, each set in batch order."""
+    size = forest.layout.size.tolist()
+    first_row = forest.layout.members[:, 0].tolist()
+    return sorted(range(len(size)), key=lambda g: (size[g] < 2, first_row[g]))[: max(0, max_groups)]
 
-    The groups are chosen deterministically: groups of two or more responses first, each set in
-    batch order (of its first row). Only the chosen rows are copied or read.
+
+def snapshot(
+    forest: PrefixForest, responses: torch.Tensor, response_mask: torch.Tensor, uids: Sequence, step: int, groups: list
+) -> Snapshot:
+    """Copy the given groups' rows to the host (the part a writer runs on the training thread).
+
+    Only the chosen rows are copied or read.
 
     Args:
         forest: the batch's prefix trees; ``responses``/``response_mask``: ``(bs, L)`` (any device);
-        uids: ``(bs,)`` prompt ids (verl's ``non_tensor_batch['uid']``); step: the training step.
+        uids: ``(bs,)`` prompt ids (verl's ``non_tensor_batch['uid']``); step: the training step;
+        groups: the group ids to copy, in the order their records will have.
     """
-    size = forest.layout.size.tolist()
-    first_row = forest.layout.members[:, 0].tolist()
-    chosen = sorted(range(len(size)), key=lambda g: (size[g] < 2, first_row[g]))[: max(0, max_groups)]
     device = forest.lengths.device
-    members = forest.layout.members[torch.as_tensor(chosen, dtype=torch.long, device=device)].cpu()
+    members = forest.layout.members[torch.as_tensor(groups, dtype=torch.long, device=device)].cpu()
     group_rows: list[list[int]] = []
     flat: list[int] = []
     for m in members.tolist():
@@ -178,9 +177,11 @@ def group_records(
     step: int,
     max_groups: int,
 ) -> list[dict]:
-    """The ``tempo-tree/1`` records of up to ``max_groups`` groups of a batch (see :func:`snapshot`).
+    """The ``tempo-tree/1`` records of up to ``max_groups`` groups of a batch (:func:`choose_groups` picks them).
 
     Returns:
         One dict per group, in the format described in the module docstring.
     """
-    return records_from_snapshot(snapshot(forest, responses, response_mask, uids, step, max_groups))
+    return records_from_snapshot(
+        snapshot(forest, responses, response_mask, uids, step, choose_groups(forest, max_groups))
+    )

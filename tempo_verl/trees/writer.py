@@ -28,7 +28,7 @@ import torch
 
 from tempo_verl.core.forest import PrefixForest
 from tempo_verl.trees.format import dump_file_name
-from tempo_verl.trees.records import records_from_snapshot, snapshot
+from tempo_verl.trees.records import choose_groups, records_from_snapshot, snapshot
 
 __all__ = ["TreeDumpWriter", "write_records"]
 
@@ -162,7 +162,8 @@ class TreeDumpWriter:
                     return False
                 self._pending += 1
             try:
-                snap = snapshot(forest, responses, response_mask, uids, int(step), self.groups)
+                groups = choose_groups(forest, self.groups)
+                snap = snapshot(forest, responses, response_mask, uids, int(step), groups)
                 self._ensure_thread()
                 self._queue.put(snap)
             except BaseException:
