@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from tempo_verl.core.advantage import tempo_advantage_and_forest
-from tempo_verl.trees.dump import TreeDumpWriter, dump_file_name, group_records
+from tempo_verl.trees.records import group_records
+from tempo_verl.trees.writer import TreeDumpWriter
 
 VOCAB = 151_000
 
@@ -96,7 +97,7 @@ def main() -> None:
         group_records(forest, responses, mask, uids, step=0, max_groups=args.groups)
         sync.append(time.perf_counter() - start)
 
-    size = (out / dump_file_name(args.repeats)).stat().st_size
+    size = writer.written[-1].stat().st_size
     med = statistics.median
     print(
         f"batch: {args.prompts} prompts x {args.group} responses x {args.width} tokens "

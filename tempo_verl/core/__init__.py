@@ -6,13 +6,14 @@
 """
 
 from tempo_verl.core.advantage import compute_tempo_advantage, tempo_advantage_and_forest
-from tempo_verl.core.forest import PrefixForest, build_prefix_forest
+from tempo_verl.core.forest import PrefixForest, build_prefix_forest, expand_values
 from tempo_verl.core.metrics import tree_metrics
 
 __all__ = [
     "PrefixForest",
     "build_prefix_forest",
     "compute_tempo_advantage",
+    "expand_values",
     "tempo_advantage_and_forest",
     "tree_metrics",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "GroupLayout",
     "PrefixForest",
     "build_prefix_forest",
+    "expand_values",
     "group_layout",
     "pairwise_common_prefix",
     "uid_to_group_ids",
@@ -336,3 +337,46 @@ def build_prefix_forest(
         value_before=value_before,
         value_after=value_after,
     )
+
+
+def expand_values(
+    lengths: torch.Tensor,
+    branch_row: torch.Tensor,
+    branch_pos: torch.Tensor,
+    value_before: torch.Tensor,
+    value_after: torch.Tensor,
+    root_value: torch.Tensor,
+    width: int,
+) -> torch.Tensor:
+    """Dense prefix values ``V(y_i[:t])``, ``t = 0..width``, from the sparse branch entries of ``k`` rows.
+
+    V is a step function of ``t`` that changes only at branch tokens, so the branch entries hold it
+    all: ``V(s_t)`` is the entry's ``value_before`` at a branch token ``t``; after a branch at ``t``
+    it is that entry's ``value_after`` until the next branch token; before the first branch token it
+    is ``root_value``.
+
+    Args:
+        lengths: ``(k,)`` int64 valid lengths ``n_i``.
+        branch_row: ``(nb,)`` int64 row (``0..k-1``) of each branch entry.
+        branch_pos: ``(nb,)`` int64 branch token ``t`` (``t < n_i``; at most one entry per row and ``t``).
+        value_before, value_after: ``(nb,)`` float64 ``V(s_t)`` and ``V(s_{t+1})`` there.
+        root_value: ``(k,)`` float64 ``V(empty prefix)`` of each row.
+        width: the largest ``t`` wanted.
+
+    Returns:
+        ``(k, width + 1)`` float64; NaN where ``t > n_i``.
+    """
+    k = lengths.shape[0]
+    device = lengths.device
+    row, pos = branch_row.long(), branch_pos.long()
+    # Column t + 1 of a branch at t starts a run of its value_after; column 0 starts the root's run.
+    start = torch.zeros((k, width + 2), dtype=torch.long, device=device)
+    run_value = torch.zeros((k, width + 2), dtype=torch.float64, device=device)
+    run_value[:, 0] = root_value.to(torch.float64)
+    start[row, pos + 1] = pos + 1
+    run_value[row, pos + 1] = value_after.to(torch.float64)
+    latest = torch.cummax(start, dim=1).values  # per column: where its run started
+    values = run_value.gather(1, latest)[:, : width + 1]
+    values[row, pos] = value_before.to(torch.float64)
+    t = torch.arange(width + 1, device=device)
+    return values.masked_fill(t[None, :] > lengths[:, None], float("nan"))

@@ -105,7 +105,7 @@ def plot_curves(summary: dict[str, Any], path: Path, window: int) -> None:
 
 def write_tree_page(result: DemoResult, path: Path, max_groups: int = 8) -> bool:
     """The tree picture of the kept step's groups, with the tree command's renderer. False when no step was kept."""
-    from tempo_verl.trees.dump import group_records
+    from tempo_verl.trees.records import group_records
     from tempo_verl.trees.render import render_html
 
     run = next((r for r in result.runs if r.tree is not None), None)

@@ -121,9 +121,9 @@ def tempo_estimator(
 
 
 def _dump_writer(dump: DumpConfig):
-    """One background writer per dump configuration (see :mod:`tempo_verl.trees.dump`)."""
+    """One background writer per dump configuration (see :mod:`tempo_verl.trees.writer`)."""
     if dump not in _dump_writers:
-        from tempo_verl.trees.dump import TreeDumpWriter
+        from tempo_verl.trees.writer import TreeDumpWriter
 
         _dump_writers[dump] = TreeDumpWriter(dump.dir, every=dump.every, groups=dump.groups)
     return _dump_writers[dump]

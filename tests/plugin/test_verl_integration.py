@@ -360,7 +360,7 @@ def test_v1_trainer_grpo_is_untouched(transfer_queue):
 
 
 def test_dump_knobs_write_the_trees_of_a_step_and_never_stop_it(tmp_path, caplog):
-    from tempo_verl.trees.dump import load_tree_input
+    from tempo_verl.trees.readers import load_tree_input
 
     r = _rollouts(seed=8)
     data = _dataproto(r)

@@ -11,15 +11,10 @@ import pytest
 import torch
 
 from tempo_verl.core.advantage import tempo_advantage_and_forest
-from tempo_verl.trees.dump import (
-    FORMAT,
-    TreeDumpWriter,
-    TreeInputError,
-    dump_file_name,
-    group_records,
-    load_tree_input,
-    token_values,
-)
+from tempo_verl.trees.format import FORMAT, TreeInputError, dump_file_name, token_values
+from tempo_verl.trees.readers import load_tree_input
+from tempo_verl.trees.records import group_records
+from tempo_verl.trees.writer import TreeDumpWriter
 
 
 def _batch(seed: int = 0, groups: int = 5, size: int = 4, length: int = 24):
@@ -85,7 +80,7 @@ def test_writer_round_trip_reconstructs_the_estimators_values(tmp_path):
     writer = TreeDumpWriter(tmp_path / "trees", every=10, groups=3)
     assert writer.maybe_dump(20, forest, responses, mask, uids)
     writer.close()
-    assert writer.written == [tmp_path / "trees" / dump_file_name(20)]
+    assert writer.written == [tmp_path / "trees" / dump_file_name(20, writer.writer_id)]
 
     records = load_tree_input(tmp_path / "trees")
     assert len(records) == 3  # groups of two or more first, in batch order
@@ -96,7 +91,7 @@ def test_writer_round_trip_reconstructs_the_estimators_values(tmp_path):
     holes_seen = 0
     for rec in records:
         assert rec["format"] == FORMAT and rec["step"] == 20
-        assert rec["source"].endswith(f"{dump_file_name(20)}:{records.index(rec) + 1}")
+        assert rec["source"].endswith(f"{dump_file_name(20, writer.writer_id)}:{records.index(rec) + 1}")
         rows = torch.tensor([r["row"] for r in rec["responses"]])
         assert {uids[i] for i in rows.tolist()} == {rec["uid"]}
         dense = forest.values(rows)
@@ -141,35 +136,38 @@ def test_dump_steps_first_seen_and_every_kth_never_twice(tmp_path):
         assert writer.flush(timeout=10)
     writer.close()
     assert done == [3, 5, 10]
-    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == [dump_file_name(s) for s in (10, 3, 5)]
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == [dump_file_name(s, writer.writer_id) for s in (10, 3, 5)]
     assert not writer.maybe_dump(15, forest, responses, mask, uids)  # closed
 
 
 def test_write_happens_off_the_callers_thread(tmp_path, monkeypatch):
-    import tempo_verl.trees.dump as td
+    import tempo_verl.trees.writer as td
 
     batch = _batch()
     responses, _, mask, _, uids = batch
     forest = _forest(*batch)
     release = threading.Event()
     threads = []
-    real_write = td._write_records
+    real_write = td.write_records
 
-    def slow_write(directory, step, records):
+    def slow_write(directory, name, records):
         threads.append(threading.current_thread())
         release.wait(10)
-        return real_write(directory, step, records)
+        return real_write(directory, name, records)
 
-    monkeypatch.setattr(td, "_write_records", slow_write)
+    monkeypatch.setattr(td, "write_records", slow_write)
     writer = TreeDumpWriter(tmp_path, every=1, groups=2, max_pending=2)
     assert writer.maybe_dump(1, forest, responses, mask, uids)  # returns while the write is blocked
     assert writer.maybe_dump(2, forest, responses, mask, uids)
     assert not writer.maybe_dump(3, forest, responses, mask, uids)  # two pending: skipped, not queued
-    assert not (tmp_path / dump_file_name(1)).exists()
+    assert not list(tmp_path.glob("*.jsonl"))
     release.set()
     writer.close()
     assert threads and all(t is not threading.main_thread() and t.daemon for t in threads)
-    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == [dump_file_name(1), dump_file_name(2)]
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl")) == [
+        dump_file_name(1, writer.writer_id),
+        dump_file_name(2, writer.writer_id),
+    ]
     assert writer.failures == 1
 
 
@@ -180,7 +178,7 @@ def test_unwritable_directory_does_not_stop_a_step(tmp_path, caplog):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     writer = TreeDumpWriter(blocker / "trees", every=1, groups=2)  # construction does not raise either
-    with caplog.at_level(logging.WARNING, logger="tempo_verl.trees.dump"):
+    with caplog.at_level(logging.WARNING, logger="tempo_verl.trees.writer"):
         assert writer.maybe_dump(1, forest, responses, mask, uids)
         writer.close()
     assert writer.written == [] and writer.failures == 1
@@ -193,11 +191,11 @@ def test_a_failure_on_the_callers_thread_is_logged_not_raised(tmp_path, caplog):
     responses, _, mask, _, uids = batch
     forest = _forest(*batch)
     writer = TreeDumpWriter(tmp_path, every=1, groups=2)
-    with caplog.at_level(logging.WARNING, logger="tempo_verl.trees.dump"):
+    with caplog.at_level(logging.WARNING, logger="tempo_verl.trees.writer"):
         assert not writer.maybe_dump(1, forest, responses[:, :0][:0], mask, uids)  # bad tensors
         assert writer.maybe_dump(2, forest, responses, mask, uids)  # the next dump still works
         writer.close()
-    assert writer.failures == 1 and writer.written == [tmp_path / dump_file_name(2)]
+    assert writer.failures == 1 and writer.written == [tmp_path / dump_file_name(2, writer.writer_id)]
     assert any("step 1 skipped" in r.getMessage() for r in caplog.records)
 
 

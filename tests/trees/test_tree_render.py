@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from tempo_verl.cli import app
 from tempo_verl.core.advantage import tempo_advantage_and_forest
-from tempo_verl.trees.dump import TreeDumpWriter, group_records
+from tempo_verl.trees.records import group_records
 from tempo_verl.trees.render import render_html, summary_stats
+from tempo_verl.trees.writer import TreeDumpWriter
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -195,23 +196,6 @@ def test_long_groups_are_elided_with_the_full_text_kept_for_hover():
     assert len(page) < 1_500_000
 
 
-def _tokenizer_dir(tmp_path: Path, texts: list[str]) -> Path:
-    """A byte-level BPE tokenizer trained on ``texts`` (whole words end up as tokens), saved for AutoTokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000, special_tokens=["<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(texts * 3, trainer)
-    out = tmp_path / "tokenizer"
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>").save_pretrained(out)
-    return out
-
-
 ROLLOUT = [
     ("P1", "The answer is yes because six times seven is 42.", 1.0),
     ("P2", "Let x be two. Then x plus x is four.", 1.0),
@@ -225,10 +209,10 @@ ROLLOUT = [
 
 
 @pytest.fixture(scope="module")
-def rollout(tmp_path_factory) -> tuple[Path, Path]:
+def rollout(tmp_path_factory, make_tokenizer) -> tuple[Path, Path]:
     """A verl rollout dump directory (steps 3 and 9) and a tokenizer directory."""
     tmp = tmp_path_factory.mktemp("rollout")
-    tok = _tokenizer_dir(tmp, [text for _, text, _ in ROLLOUT])
+    tok = make_tokenizer([text for _, text, _ in ROLLOUT])
     data = tmp / "rollout_data"
     data.mkdir()
     for step in (3, 9):

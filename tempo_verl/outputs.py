@@ -1,0 +1,116 @@
+"""Atomic outputs: a file or a folder of results appears whole or not at all, and two runs never mix.
+
+- :func:`atomic_write_text`: a file written to a temporary sibling, then renamed over the target.
+  A reader sees the old file or the new one, never a torn one; of two concurrent writers of one
+  path, the last to finish wins, whole.
+- :func:`atomic_output_dir`: a folder built in a temporary sibling and moved into place when the
+  ``with`` block succeeds. A previous run's folder is replaced as a whole, never mixed with the new
+  files; a failed or interrupted run leaves the previous folder as it was. Two runs writing into the
+  same folder at once: the second one fails at once with :class:`OutputBusyError`
+  (an exclusive ``flock`` on the hidden sibling ``.{name}.lock``, released when the run ends or dies).
+
+Temporary names are hidden siblings (``.{name}.tmp-*``) in the target's own folder, so the final rename
+never crosses a file system. A run killed by SIGKILL can leave one behind; it is never presented as
+output (and ``atomic_output_dir`` removes its own leftovers of earlier runs of the same target).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["OutputBusyError", "atomic_output_dir", "atomic_write_text"]
+
+
+class OutputBusyError(RuntimeError):
+    """Another run is writing the same output folder right now."""
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``).
+
+    The folder is created if missing. The file gets the permissions a plain ``open(path, "w")`` would
+    give (``0o666`` less the umask).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: the folder or the file cannot be written (nothing is left behind then).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(fd, "w", encoding=encoding) as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Build an output folder in a temporary sibling; move it to ``final`` only if the block succeeds.
+
+    Usage::
+
+        with atomic_output_dir(out) as tmp:
+            (tmp / "summary.json").write_text(...)
+            ...                              # an exception here leaves `out` as it was
+
+    On success a previous ``final`` folder is moved aside and deleted: ``final`` then holds exactly
+    this run's files. While the block runs, the exclusive lock ``.{name}.lock`` (next to ``final``)
+    is held: a second run into the same ``final`` raises :class:`OutputBusyError` at once.
+
+    Args:
+        final: the output folder (its parent is created if missing).
+
+    Yields:
+        The temporary folder to write into.
+
+    Raises:
+        OutputBusyError: another run holds the lock of ``final``.
+        NotADirectoryError: ``final`` exists and is not a folder.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists() and not final.is_dir():
+        raise NotADirectoryError(f"{final}: exists and is not a folder; choose another output folder")
+    lock_fd = os.open(final.with_name(f".{final.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutputBusyError(
+                f"{final}: another run is writing this output folder right now; wait for it or choose another"
+            ) from None
+        for stale in final.parent.glob(f".{final.name}.tmp-*"):  # a killed earlier run's leftovers
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = final.with_name(f".{final.name}.tmp-{secrets.token_hex(6)}")
+        os.mkdir(tmp, 0o777)
+        try:
+            yield tmp
+            old = final.with_name(f".{final.name}.tmp-old-{secrets.token_hex(6)}")
+            if final.exists():
+                os.rename(final, old)
+            try:
+                os.rename(tmp, final)
+            except BaseException:
+                if old.exists():
+                    os.rename(old, final)  # put the previous run's folder back as it was
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        os.close(lock_fd)  # releases the lock
