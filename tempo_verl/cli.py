@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from tempo_verl.recipes.data.cli import app as data_app
-
 app = typer.Typer(
     name="tempo-verl",
     help="TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    name="data",
+    help="Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -95,6 +100,96 @@ def demo(
     status = demo_command(out, seeds, steps, estimators, device)
     if status:
         raise typer.Exit(status)
+
+
+# ---- tempo-verl data -------------------------------------------------------------------------
+# e.g. tempo-verl data medqa --out ~/data/tempo --max-train 1000 --max-test 100 --seed 0
+#      tempo-verl data eval --out DIR --set gsm_hard --local-file gsm_hard=gsmhardv2.jsonl
+
+_OUT = typer.Option(
+    "~/data/tempo",
+    "--out",
+    "-o",
+    envvar="DATA_DIR",
+    help="Output folder: files go to OUT/<data_source>/<split>.parquet.",
+)
+_LOCAL_TRAIN = typer.Option(
+    None,
+    "--local-file",
+    metavar="SPLIT=PATH",
+    help="SPLIT=PATH (SPLIT: train or test; json, jsonl or parquet with the hub's columns) instead of the hub. "
+    "Repeatable; with it, only the splits given are written.",
+)
+_MAX_TRAIN = typer.Option(None, "--max-train", min=1, help="Keep a random subset of this many train rows.")
+_MAX_TEST = typer.Option(None, "--max-test", min=1, help="Keep a random subset of this many test rows.")
+_SEED = typer.Option(0, "--seed", help="Seed of the --max-* subset draw (the same seed gives the same rows).")
+_SETS = typer.Option(
+    None, "--set", help="Evaluation set to write (repeatable; default all): gsm_hard, amc23, medmcqa, mmlu_medical."
+)
+_LOCAL_EVAL = typer.Option(
+    None,
+    "--local-file",
+    metavar="SET=PATH",
+    help="SET=PATH (json, jsonl or parquet with the hub's columns) instead of the hub.",
+)
+_MAX_ROWS = typer.Option(None, "--max-rows", min=1, help="Keep a random subset of this many rows of each set.")
+
+
+def _key_paths(values: list[str] | None) -> dict[str, str]:
+    """``["train=a.jsonl", ...]`` -> ``{"train": "a.jsonl"}`` (the keys are checked by the preparation)."""
+    parsed: dict[str, str] = {}
+    for value in values or []:
+        key, sep, path = value.partition("=")
+        if not sep or not key.strip() or not path.strip():
+            raise typer.BadParameter(f"{value!r}: expected KEY=PATH.", param_hint="--local-file")
+        if key.strip() in parsed:
+            raise typer.BadParameter(f"{value!r}: {key.strip()} given twice.", param_hint="--local-file")
+        parsed[key.strip()] = path.strip()
+    return parsed
+
+
+def _data(which: str, out: str, local_file: list[str] | None, max_rows: dict, **kwargs: object) -> None:
+    from tempo_verl.recipes.data.command import run_data_command
+
+    status = run_data_command(which, out, local_files=_key_paths(local_file), max_rows=max_rows, **kwargs)
+    if status:
+        raise typer.Exit(status)
+
+
+@data_app.command("math")
+def data_math(
+    out: str = _OUT,
+    local_file: list[str] | None = _LOCAL_TRAIN,
+    max_train: int | None = _MAX_TRAIN,
+    max_test: int | None = _MAX_TEST,
+    seed: int = _SEED,
+) -> None:
+    """MATH (DigitalLearningGmbH/MATH-lighteval): data_source 'math', answers from the solutions' last \\boxed{}."""
+    _data("math", out, local_file, {"train": max_train, "test": max_test}, seed=seed)
+
+
+@data_app.command("medqa")
+def data_medqa(
+    out: str = _OUT,
+    local_file: list[str] | None = _LOCAL_TRAIN,
+    max_train: int | None = _MAX_TRAIN,
+    max_test: int | None = _MAX_TEST,
+    seed: int = _SEED,
+) -> None:
+    """MedQA-USMLE (Neelectric/MedQA-USMLE; 4 or 5 options): data_source 'medqa', answer letter A-D or A-E."""
+    _data("medqa", out, local_file, {"train": max_train, "test": max_test}, seed=seed)
+
+
+@data_app.command("eval")
+def data_eval(
+    out: str = _OUT,
+    sets: list[str] | None = _SETS,
+    local_file: list[str] | None = _LOCAL_EVAL,
+    max_rows: int | None = _MAX_ROWS,
+    seed: int = _SEED,
+) -> None:
+    """Evaluation sets: GSM-HARD, AMC23, MedMCQA (validation split), MMLU-Medical (6 subjects), as test.parquet."""
+    _data("eval", out, local_file, {"test": max_rows}, sets=sets, seed=seed)
 
 
 def main() -> None:
