@@ -1,4 +1,4 @@
-"""The reward path cannot stop or hang a run: output never raises, the timeout bounds each call, bad settings are named."""
+"""The reward path cannot stop or hang a run: output never raises, the timeout bounds a call, bad settings are named."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ and validated at first use (:func:`settings`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import itertools
@@ -50,7 +51,7 @@ class Settings:
         timeout: ``TEMPO_REWARD_MATH_TIMEOUT``, seconds one :func:`check_equivalent` call may take
             end to end (default 10).
         workers: ``TEMPO_REWARD_MATH_WORKERS``, checks running at once (default ``min(4, cpu count)``;
-            checks running longer than half a second no longer count).
+            checks running longer than a second no longer count).
     """
 
     timeout: float
@@ -286,3 +287,6 @@ def close_pool() -> None:
         pool, _POOL = _POOL, None
     if pool is not None and pool.pid == os.getpid():
         pool.close()
+
+
+atexit.register(close_pool)

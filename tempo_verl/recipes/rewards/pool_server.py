@@ -7,12 +7,14 @@ math-verify once, says ``ready``, then reads one JSON request per stdin line::
     {"id": 7, "gold": "\\\\boxed{1/2}", "pred": "\\\\boxed{0.5}", "timeout": 9.9, "workers": 4}
 
 and hands it to a worker: a child forked from this warm process (forking costs about 20 ms, no
-import), which runs :func:`verify` and reports through a pipe, then waits for the next check. A worker
-still busy at its check's deadline is killed (SIGKILL: math-verify can be stuck in C code, e.g. a huge
-integer power, where no signal handler runs) and the request answered 0.0; a new worker is forked when
-needed, so killing a slow check never costs a restart. At most ``workers`` checks younger than
-:data:`STALE_AFTER_S` run at once (others wait here, each still bound by its deadline); an older check
-is lowered to the lowest CPU priority and stops counting, so slow inputs do not hold up fast ones.
+import), which runs :func:`verify` and reports through a pipe, then waits for the next check. In the
+worker's main thread math-verify's own ``signal.alarm`` limit (a third of the timeout, 1-5 s per step)
+ends most slow checks early, and the worker lives on. A worker still busy at its check's deadline is
+killed (SIGKILL: math-verify can be stuck in C code where no signal handler runs) and the request
+answered 0.0; a new worker is forked when needed, so a kill never costs a restart. At most ``workers``
+checks younger than :data:`STALE_AFTER_S` run at once (others wait here, each still bound by its
+deadline); an older check is lowered to the lowest CPU priority and stops counting, so slow inputs do
+not hold up fast ones.
 Each answer is one stdout line ``{"id": 7, "score": 1.0}``. On stdin's end every worker is killed.
 """
 
@@ -27,7 +29,7 @@ import sys
 import time
 
 #: A check running longer than this (seconds) is presumed slow: niced, and no longer counted in ``workers``.
-STALE_AFTER_S = 0.5
+STALE_AFTER_S = 1.0
 #: Most children alive at once, slow ones included (memory guard); more requests wait.
 MAX_CHILDREN = 64
 
@@ -66,12 +68,15 @@ class _Check:
 
     def __init__(self, request: dict) -> None:
         self.id = request["id"]
-        self.line = json.dumps([str(request["gold"]), str(request["pred"])]).encode() + b"\n"
-        self.deadline = time.monotonic() + max(0.0, float(request["timeout"]))
+        timeout = max(0.0, float(request["timeout"]))
+        # math-verify's own alarm (per parse/verify step) ends most slow checks without a kill
+        alarm = min(5, max(1, int(timeout / 3)))
+        self.line = json.dumps([str(request["gold"]), str(request["pred"]), alarm]).encode() + b"\n"
+        self.deadline = time.monotonic() + timeout
 
 
 class _Worker:
-    """A child forked from this warm process: reads ``[gold, pred]`` lines, writes one byte (``1``/``0``) each."""
+    """A child forked from this warm process: reads ``[gold, pred, alarm]`` lines, writes a byte ``1``/``0`` each."""
 
     def __init__(self) -> None:
         request_read, self.request_fd = os.pipe()
@@ -81,8 +86,8 @@ class _Worker:
             _detach(keep=(request_read, result_write))
             with contextlib.suppress(BaseException), os.fdopen(request_read, "rb") as requests:
                 for line in requests:
-                    gold, prediction = json.loads(line)
-                    os.write(result_write, b"1" if verify(gold, prediction, None) == 1.0 else b"0")
+                    gold, prediction, alarm = json.loads(line)
+                    os.write(result_write, b"1" if verify(gold, prediction, alarm) == 1.0 else b"0")
             os._exit(0)
         os.close(request_read)
         os.close(result_write)
@@ -136,11 +141,22 @@ def serve() -> None:
 
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     _warm_up()
-    stdin = sys.stdin.fileno()
     os.write(sys.stdout.fileno(), b"ready\n")
     waiting: list[_Check] = []
     idle: list[_Worker] = []
     busy: dict[int, _Worker] = {}  # result fd -> worker
+    try:
+        _loop(waiting, idle, busy)
+    except BrokenPipeError:  # the scoring process is gone: nobody to answer
+        pass
+    finally:
+        for worker in [*idle, *busy.values()]:
+            worker.stop()
+
+
+def _loop(waiting: list[_Check], idle: list[_Worker], busy: dict[int, _Worker]) -> None:
+    """Answer requests until stdin ends (the workers are the caller's to stop)."""
+    stdin = sys.stdin.fileno()
     buffer = b""
     workers = 1
     while True:
@@ -179,8 +195,6 @@ def serve() -> None:
                 continue
             chunk = os.read(stdin, 1 << 16)
             if not chunk:
-                for worker in [*idle, *busy.values()]:
-                    worker.stop()
                 return
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
