@@ -1,22 +1,20 @@
-"""The `tempo-verl` command: one typer app whose subcommands live beside the code they drive."""
+"""The `tempo-verl` command: every subcommand's argument parsing; the work lives in the rooms it calls."""
 
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(
-    name="tempo-verl",
-    help="TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-data_app = typer.Typer(
-    name="data",
-    help="Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+
+def _typer(name: str, summary: str) -> typer.Typer:
+    """A (sub)command group: help without arguments, no shell completion, plain errors."""
+    return typer.Typer(
+        name=name, help=summary, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
+
+
+app = _typer("tempo-verl", "TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.")
+data_app = _typer(
+    "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
 app.add_typer(data_app, name="data")
 
@@ -156,28 +154,28 @@ def _data(which: str, out: str, local_file: list[str] | None, max_rows: dict, **
         raise typer.Exit(status)
 
 
-@data_app.command("math")
-def data_math(
-    out: str = _OUT,
-    local_file: list[str] | None = _LOCAL_TRAIN,
-    max_train: int | None = _MAX_TRAIN,
-    max_test: int | None = _MAX_TEST,
-    seed: int = _SEED,
-) -> None:
-    """MATH (DigitalLearningGmbH/MATH-lighteval): data_source 'math', answers from the solutions' last \\boxed{}."""
-    _data("math", out, local_file, {"train": max_train, "test": max_test}, seed=seed)
+def _training_set_command(which: str, summary: str) -> None:
+    """Register ``tempo-verl data WHICH`` for a training set (train and test splits)."""
+
+    def command(
+        out: str = _OUT,
+        local_file: list[str] | None = _LOCAL_TRAIN,
+        max_train: int | None = _MAX_TRAIN,
+        max_test: int | None = _MAX_TEST,
+        seed: int = _SEED,
+    ) -> None:
+        _data(which, out, local_file, {"train": max_train, "test": max_test}, seed=seed)
+
+    command.__doc__ = summary
+    data_app.command(which)(command)
 
 
-@data_app.command("medqa")
-def data_medqa(
-    out: str = _OUT,
-    local_file: list[str] | None = _LOCAL_TRAIN,
-    max_train: int | None = _MAX_TRAIN,
-    max_test: int | None = _MAX_TEST,
-    seed: int = _SEED,
-) -> None:
-    """MedQA-USMLE (Neelectric/MedQA-USMLE; 4 or 5 options): data_source 'medqa', answer letter A-D or A-E."""
-    _data("medqa", out, local_file, {"train": max_train, "test": max_test}, seed=seed)
+_training_set_command(
+    "math", "MATH (DigitalLearningGmbH/MATH-lighteval): data_source 'math', answers from the solutions' last \\boxed{}."
+)
+_training_set_command(
+    "medqa", "MedQA-USMLE (Neelectric/MedQA-USMLE; 4 or 5 options): data_source 'medqa', answer letter A-D or A-E."
+)
 
 
 @data_app.command("eval")
