@@ -1,4 +1,4 @@
-"""The `tempo-verl` command: one typer app whose subcommands live beside the code they drive."""
+"""The `tempo-verl` command: every subcommand's argument parsing; the work lives in the rooms it calls."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from typing import Any
 
 import typer
 
-from tempo_verl.recipes.data.cli import app as data_app
 
-app = typer.Typer(
-    name="tempo-verl",
-    help="TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+def _typer(name: str, summary: str) -> typer.Typer:
+    """A (sub)command group: help without arguments, no shell completion, plain errors."""
+    return typer.Typer(
+        name=name, help=summary, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+    )
+
+
+app = _typer("tempo-verl", "TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.")
+data_app = _typer(
+    "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
 app.add_typer(data_app, name="data")
 
@@ -187,6 +190,96 @@ def demo(
     status = demo_command(out, seeds, steps, estimators, device)
     if status:
         raise typer.Exit(status)
+
+
+# ---- tempo-verl data -------------------------------------------------------------------------
+# e.g. tempo-verl data medqa --out ~/data/tempo --max-train 1000 --max-test 100 --seed 0
+#      tempo-verl data eval --out DIR --set gsm_hard --local-file gsm_hard=gsmhardv2.jsonl
+
+_OUT = typer.Option(
+    "~/data/tempo",
+    "--out",
+    "-o",
+    envvar="DATA_DIR",
+    help="Output folder: files go to OUT/<data_source>/<split>.parquet.",
+)
+_LOCAL_TRAIN = typer.Option(
+    None,
+    "--local-file",
+    metavar="SPLIT=PATH",
+    help="SPLIT=PATH (SPLIT: train or test; json, jsonl or parquet with the hub's columns) instead of the hub. "
+    "Repeatable; with it, only the splits given are written.",
+)
+_MAX_TRAIN = typer.Option(None, "--max-train", min=1, help="Keep a random subset of this many train rows.")
+_MAX_TEST = typer.Option(None, "--max-test", min=1, help="Keep a random subset of this many test rows.")
+_SEED = typer.Option(0, "--seed", help="Seed of the --max-* subset draw (the same seed gives the same rows).")
+_SETS = typer.Option(
+    None, "--set", help="Evaluation set to write (repeatable; default all): gsm_hard, amc23, medmcqa, mmlu_medical."
+)
+_LOCAL_EVAL = typer.Option(
+    None,
+    "--local-file",
+    metavar="SET=PATH",
+    help="SET=PATH (json, jsonl or parquet with the hub's columns) instead of the hub.",
+)
+_MAX_ROWS = typer.Option(None, "--max-rows", min=1, help="Keep a random subset of this many rows of each set.")
+
+
+def _key_paths(values: list[str] | None) -> dict[str, str]:
+    """``["train=a.jsonl", ...]`` -> ``{"train": "a.jsonl"}`` (the keys are checked by the preparation)."""
+    parsed: dict[str, str] = {}
+    for value in values or []:
+        key, sep, path = value.partition("=")
+        if not sep or not key.strip() or not path.strip():
+            raise typer.BadParameter(f"{value!r}: expected KEY=PATH.", param_hint="--local-file")
+        if key.strip() in parsed:
+            raise typer.BadParameter(f"{value!r}: {key.strip()} given twice.", param_hint="--local-file")
+        parsed[key.strip()] = path.strip()
+    return parsed
+
+
+def _data(which: str, out: str, local_file: list[str] | None, max_rows: dict, **kwargs: object) -> None:
+    from tempo_verl.recipes.data.command import run_data_command
+
+    status = run_data_command(which, out, local_files=_key_paths(local_file), max_rows=max_rows, **kwargs)
+    if status:
+        raise typer.Exit(status)
+
+
+def _training_set_command(which: str, summary: str) -> None:
+    """Register ``tempo-verl data WHICH`` for a training set (train and test splits)."""
+
+    def command(
+        out: str = _OUT,
+        local_file: list[str] | None = _LOCAL_TRAIN,
+        max_train: int | None = _MAX_TRAIN,
+        max_test: int | None = _MAX_TEST,
+        seed: int = _SEED,
+    ) -> None:
+        _data(which, out, local_file, {"train": max_train, "test": max_test}, seed=seed)
+
+    command.__doc__ = summary
+    data_app.command(which)(command)
+
+
+_training_set_command(
+    "math", "MATH (DigitalLearningGmbH/MATH-lighteval): data_source 'math', answers from the solutions' last \\boxed{}."
+)
+_training_set_command(
+    "medqa", "MedQA-USMLE (Neelectric/MedQA-USMLE; 4 or 5 options): data_source 'medqa', answer letter A-D or A-E."
+)
+
+
+@data_app.command("eval")
+def data_eval(
+    out: str = _OUT,
+    sets: list[str] | None = _SETS,
+    local_file: list[str] | None = _LOCAL_EVAL,
+    max_rows: int | None = _MAX_ROWS,
+    seed: int = _SEED,
+) -> None:
+    """Evaluation sets: GSM-HARD, AMC23, MedMCQA (validation split), MMLU-Medical (6 subjects), as test.parquet."""
+    _data("eval", out, local_file, {"test": max_rows}, sets=sets, seed=seed)
 
 
 def main() -> None:

@@ -16,21 +16,31 @@ import pytest
 from typer.testing import CliRunner
 
 from tempo_verl.cli import app as root_app
-from tempo_verl.recipes.data import prepare as prep
-from tempo_verl.recipes.data.prepare import (
-    CHOICE_INSTRUCTION,
-    MATH_INSTRUCTION,
-    PrepareError,
-    choice_prompt,
-    math_prompt,
-    prepare_amc23,
-    prepare_eval,
-    prepare_gsm_hard,
-    prepare_math,
-    prepare_medqa,
-    rl_schema,
-)
+from tempo_verl.recipes.data import sources as prep
+from tempo_verl.recipes.data.prepare import PrepareError, prepare_eval, prepare_source, rl_schema
+from tempo_verl.recipes.data.sources import CHOICE_INSTRUCTION, MATH_INSTRUCTION, choice_prompt, math_prompt
 from tempo_verl.recipes.rewards import SOURCE_KINDS, compute_score
+
+
+def prepare_math(
+    out: Path, *, local_files: Any = None, max_train: Any = None, max_test: Any = None, seed: int = 0
+) -> Any:
+    return prepare_source(
+        "math", out, local_files=local_files, max_rows={"train": max_train, "test": max_test}, seed=seed
+    )
+
+
+def prepare_medqa(
+    out: Path, *, local_files: Any = None, max_train: Any = None, max_test: Any = None, seed: int = 0
+) -> Any:
+    return prepare_source(
+        "medqa", out, local_files=local_files, max_rows={"train": max_train, "test": max_test}, seed=seed
+    )
+
+
+def prepare_one(name: str, out: Path, local_file: Any = None) -> Any:
+    return prepare_eval(out, sets=[name], local_files={name: local_file} if local_file else None)
+
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,8 +83,16 @@ MEDQA_ROWS = [  # Neelectric/MedQA-USMLE: question, answer, options {A..D}, meta
     },
     {
         "question": "Five options here.",
+        "answer": "Lupus",
+        "options": {**MEDQA_OPTIONS, "E": "Lupus"},  # MedQA's five-option edition: A-E
+        "meta_info": "step1",
+        "answer_idx": "E",
+        "metamap_phrases": [],
+    },
+    {
+        "question": "A gap in the letters.",
         "answer": "Gout",
-        "options": {**MEDQA_OPTIONS, "E": "Lupus"},  # bad: options not A-D
+        "options": {"A": "x", "B": "y", "D": "z"},  # bad: options not A-D or A-E
         "meta_info": "step1",
         "answer_idx": "D",
         "metamap_phrases": [],
@@ -230,7 +248,7 @@ def test_reports_count_bad_rows_by_reason(prepared: dict[str, Any]) -> None:
     expected = {
         ("math", "train"): (5, 3, {"empty question": 1, "missing answer": 1}, 0),
         ("math", "test"): (2, 2, {}, 0),
-        ("medqa", "train"): (5, 2, {"empty question": 1, "missing answer": 1, "options not A-D": 1}, 0),
+        ("medqa", "train"): (6, 3, {"empty question": 1, "missing answer": 1, "options not A-D or A-E": 1}, 0),
         ("medqa", "test"): (2, 2, {}, 0),
         ("gsm_hard", "test"): (3, 2, {"missing answer": 1}, 0),
         ("amc23", "test"): (2, 2, {}, 0),
@@ -266,8 +284,11 @@ def test_math_rows(prepared: dict[str, Any]) -> None:
 
 def test_multiple_choice_rows(prepared: dict[str, Any]) -> None:
     medqa = read_rows(prepared["out"] / "medqa" / "train.parquet")
-    assert [row["reward_model"]["ground_truth"] for row in medqa] == ["C", "D"]
+    assert [row["reward_model"]["ground_truth"] for row in medqa] == ["C", "D", "E"]
     assert medqa[0]["extra_info"]["options"] == list(MEDQA_OPTIONS.values())
+    assert medqa[2]["extra_info"]["options"] == [*MEDQA_OPTIONS.values(), "Lupus"]
+    assert "(A, B, C, D or E)" in medqa[2]["prompt"][0]["content"]
+    assert medqa[2]["prompt"][0]["content"].endswith("D. Gout\nE. Lupus")
     assert medqa[0]["prompt"][0]["content"] == (
         CHOICE_INSTRUCTION
         + "\n\nQuestion: A 23-year-old presents with wheezing. Most likely diagnosis?\n\n"
@@ -297,7 +318,7 @@ def test_written_rows_score_with_the_reward_function(prepared: dict[str, Any]) -
             if kind == "choice":
                 wrong = next(letter for letter in "ABCD" if letter != truth)
                 assert compute_score(source, f"\\boxed{{{wrong}}}", truth, row["extra_info"]) == 0.0
-                text = row["extra_info"]["options"]["ABCD".index(truth)]
+                text = row["extra_info"]["options"]["ABCDE".index(truth)]
                 assert compute_score(source, f"The answer is {text}.", truth, row["extra_info"]) == 1.0
 
 
@@ -332,13 +353,15 @@ def test_bad_arguments_are_named(samples: dict[str, Path], tmp_path: Path) -> No
     with pytest.raises(PrepareError, match="max rows"):
         prepare_math(tmp_path, local_files={"train": samples["math_train"]}, max_train=0)
     with pytest.raises(PrepareError, match="no split 'validation'"):
-        prep.prepare_source("math", tmp_path, local_files={"validation": samples["math_train"]})
+        prepare_source("math", tmp_path, local_files={"validation": samples["math_train"]})
     with pytest.raises(PrepareError, match=r"unsupported file type '\.csv'"):
-        prepare_gsm_hard(tmp_path, local_file=tmp_path / "x.csv")
+        prepare_one("gsm_hard", tmp_path, tmp_path / "x.csv")
     with pytest.raises(PrepareError, match="no such file"):
-        prepare_amc23(tmp_path, local_file=tmp_path / "missing.jsonl")
+        prepare_one("amc23", tmp_path, tmp_path / "missing.jsonl")
     with pytest.raises(PrepareError, match="unknown evaluation set"):
         prepare_eval(tmp_path, sets=["gsm8k"])
+    with pytest.raises(PrepareError, match=r"local file is given for \['gsm_hard'\]"):
+        prepare_eval(tmp_path, sets=["amc23"], local_files={"gsm_hard": "x.jsonl"})
 
 
 # ---- the hub path (datasets.load_dataset faked: no network here) -------------------------
@@ -391,7 +414,7 @@ def test_hub_failure_says_how_to_use_a_local_file(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(PrepareError, match=r"gsm-hard.*--local-file gsm_hard=PATH"):
-        prepare_gsm_hard(tmp_path)
+        prepare_one("gsm_hard", tmp_path)
     with pytest.raises(PrepareError, match=r"MATH-lighteval.*--local-file train=PATH"):
         prepare_math(tmp_path)
 
@@ -481,7 +504,7 @@ def test_cli_writes_and_reports(samples: dict[str, Path], tmp_path: Path) -> Non
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "options not A-D: 1" in result.plain
+    assert "options not A-D or A-E: 1" in result.plain
     assert len(read_rows(tmp_path / "medqa" / "train.parquet")) == 1
     assert not (tmp_path / "medqa" / "test.parquet").exists()
 
@@ -496,11 +519,15 @@ def test_cli_writes_and_reports(samples: dict[str, Path], tmp_path: Path) -> Non
     ("args", "code", "message"),
     [
         (["data", "math", "--local-file", "train"], 2, "KEY=PATH"),
-        (["data", "math", "--local-file", "valid=x.jsonl"], 2, "unknown key 'valid'"),
-        (["data", "math", "--local-file", "train=/nonexistent/x.jsonl"], 1, "no such file"),
+        (["data", "math", "--local-file", "valid=x.jsonl"], 2, "math has no split 'valid'"),
+        (["data", "math", "--local-file", "train=/nonexistent/x.jsonl"], 2, "no such file"),
         (["data", "math", "--max-train", "0"], 2, "--max-train"),
         (["data", "eval", "--set", "gsm8k"], 2, "gsm8k"),
-        (["data", "eval", "--set", "amc23", "--local-file", "gsm_hard=x.jsonl"], 2, "--set does not include"),
+        (
+            ["data", "eval", "--set", "amc23", "--local-file", "gsm_hard=x.jsonl"],
+            2,
+            "which the chosen sets ['amc23'] do not include",
+        ),
     ],
 )
 def test_cli_errors_are_one_clear_message(args: list[str], code: int, message: str, tmp_path: Path) -> None:
@@ -558,3 +585,66 @@ def test_prepare_data_script_calls_a_valid_cli(fake_hub: list[Any], tmp_path: Pa
         text=True,
     )
     assert bad.returncode == 2 and "SUBSET must be" in bad.stderr
+
+
+# ---- hostile local files: one line and exit 2, never a crash ----------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``tempo-verl ARGS`` in a fresh process: a crash (segfault) shows as a negative return code."""
+    code = "from tempo_verl.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env={**os.environ, "COLUMNS": "250"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("deep.jsonl", "[" * 100_000 + "]" * 100_000 + "\n", "line 1: JSON nested too deeply"),
+        (
+            "deep_value.jsonl",
+            '{"input": "q", "target": ' + "[" * 100_000 + "]" * 100_000 + "}\n",
+            "line 1: JSON nested",
+        ),
+        ("deep.json", "[" + "{" * 1 + '"a":' + "[" * 100_000 + "]" * 100_000 + "}]", "JSON nested too deeply"),
+        ("digits.jsonl", '{"input": "q", "target": ' + "9" * 5000 + "}\n", "line 1: not valid JSON"),
+        ("scalar.jsonl", "5\n", "line 1: expected a JSON object"),
+    ],
+)
+def test_hostile_local_json_is_one_line_and_exit_2(tmp_path: Path, name: str, content: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    proc = run_cli(
+        "data", "eval", "--out", str(tmp_path / "out"), "--set", "gsm_hard", "--local-file", f"gsm_hard={path}"
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3
+
+
+def test_numbers_beyond_float_are_bad_rows(tmp_path: Path) -> None:
+    rows = [
+        {"input": "q1", "target": 1e308 * 10},  # json.dumps writes Infinity
+        {"input": "q2", "target": 10**400},
+        {"input": "q3", "target": "1e999"},
+        {"input": "q4", "target": 2.5},
+    ]
+    path = tmp_path / "gsm.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    amc = write_json_lines(
+        tmp_path / "amc.jsonl", [{"question": "q", "answer": 10**400}, {"question": "q", "answer": 3}]
+    )
+    mmlu = write_json_lines(
+        tmp_path / "mmlu.jsonl", [{"question": "q", "subject": "anatomy", "choices": list("abcd"), "answer": 1e300}]
+    )
+    reports = prepare_eval(
+        tmp_path / "out",
+        sets=["gsm_hard", "amc23", "mmlu_medical"],
+        local_files={"gsm_hard": path, "amc23": amc, "mmlu_medical": mmlu},
+    )
+    by_set = {report.source: report for report in reports}
+    assert by_set["gsm_hard"].bad == {"answer not a finite number": 3}
+    assert by_set["gsm_hard"].written == 1
+    assert by_set["amc23"].bad == {"answer not a finite number": 1}
+    assert by_set["mmlu_medical"].bad == {"answer not A-D": 1}

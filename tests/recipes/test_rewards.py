@@ -8,15 +8,10 @@ import time
 
 import pytest
 
-from tempo_verl.recipes import rewards
-from tempo_verl.recipes.rewards import (
-    SOURCE_KINDS,
-    compute_score,
-    extract_boxed,
-    extract_choice,
-    extract_number,
-    reward_kind,
-)
+from tempo_verl.recipes.rewards import SOURCE_KINDS, compute_score, pool, reward_kind
+from tempo_verl.recipes.rewards.choice import extract_choice
+from tempo_verl.recipes.rewards.numeric import extract_number
+from tempo_verl.recipes.rewards.text import extract_boxed
 
 HALF_FORMS = [r"\boxed{1/2}", r"\boxed{0.5}", r"\boxed{\frac{1}{2}}", r"\boxed{\dfrac12}", r"$\boxed{\tfrac{1}{2}}$"]
 OPTIONS = ["Hypertension", "Type 2 diabetes mellitus", "Asthma", "Gout"]
@@ -86,36 +81,20 @@ def test_math_never_raises_on_garbage(response: str) -> None:
 
 def test_math_hostile_expression_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPO_REWARD_MATH_TIMEOUT", "2")
-    monkeypatch.setattr(rewards, "_POOL", None)
+    pool.close_pool()
     start = time.monotonic()
     assert compute_score("math", r"\boxed{2^{2^{2^{2^{100}}}}}", "3") == 0.0
-    assert time.monotonic() - start < 20  # helper start-up (a few seconds) plus at most the 2 s limit
+    assert time.monotonic() - start < 2.5  # the bound holds end to end, helper start-up included
     # the pool is still usable afterwards
-    assert compute_score("math", r"\boxed{3}", "3") == 1.0
-    rewards._math_pool().close()
-    monkeypatch.setattr(rewards, "_POOL", None)
-
-
-def test_math_timeout_kills_helper_and_scores_zero(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEMPO_REWARD_MATH_TIMEOUT", "0.05")
-    monkeypatch.setenv("TEMPO_REWARD_MATH_WORKERS", "1")
-    monkeypatch.setattr(rewards, "_POOL", None)
-    pool = rewards._math_pool()
-    helper = pool._borrow()
-    assert helper is not None
-    pool._idle.put(helper)
-    # a check that cannot finish in 50 ms: the helper is killed and the score is 0
-    assert pool.check(r"\boxed{3}", r"\boxed{" + "+".join(["x^{99}"] * 400) + "}") == 0.0
-    assert not helper.alive
-    pool.close()
-    monkeypatch.setattr(rewards, "_POOL", None)
+    assert compute_score("math", r"\boxed{3}", r"\frac{6}{2}") == 1.0
+    pool.close_pool()
 
 
 def test_math_from_worker_threads_like_verl() -> None:
     """verl scores in executor threads, where signal-based timeouts cannot work: helpers do the checks."""
     jobs = [(r"\boxed{0.5}", r"\frac12", 1.0), (r"\boxed{3}", "4", 0.0), (r"\boxed{\sqrt{4}}", "2", 1.0)] * 4
-    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
-        scores = list(pool.map(lambda job: compute_score("math", job[0], job[1]), jobs))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as executor:
+        scores = list(executor.map(lambda job: compute_score("math", job[0], job[1]), jobs))
     assert scores == [job[2] for job in jobs]
     assert threading.current_thread() is threading.main_thread()
 
@@ -124,23 +103,15 @@ def test_in_process_fallback_when_helpers_cannot_start(monkeypatch: pytest.Monke
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError("no processes here")
 
-    monkeypatch.setattr(rewards, "_POOL", None)
-    monkeypatch.setattr(rewards._Helper, "__init__", broken)
+    pool.close_pool()
+    monkeypatch.setattr(pool._Helper, "__init__", broken)
     assert compute_score("math", r"\boxed{0.5}", r"\frac{1}{2}") == 1.0
     result: list[float] = []
     thread = threading.Thread(target=lambda: result.append(compute_score("math", r"\boxed{0.4}", r"\frac{1}{2}")))
     thread.start()
     thread.join()
     assert result == [0.0]
-    monkeypatch.setattr(rewards, "_POOL", None)
-
-
-def test_bad_pool_settings_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rewards, "_POOL", None)
-    monkeypatch.setenv("TEMPO_REWARD_MATH_TIMEOUT", "soon")
-    with pytest.raises(ValueError, match="TEMPO_REWARD_MATH_TIMEOUT"):
-        rewards._math_pool()
-    monkeypatch.setattr(rewards, "_POOL", None)
+    pool.close_pool()
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,11 +190,9 @@ def test_choice_right_forms(response: str) -> None:
 @pytest.mark.parametrize(
     "response",
     [
-        r"\boxed{A} \boxed{C}",
         r"\boxed{A or C}",
         r"\boxed{A, C}",
         "The answer is A or C.",
-        "The answer is A. Actually, the answer is C.",
         "A B C D",
         "Answer: A/B/C/D",
         r"\boxed{E}",
@@ -267,9 +236,11 @@ def test_dispatch_table() -> None:
 def test_data_errors_raise_with_the_field() -> None:
     with pytest.raises(ValueError, match="unknown data_source 'gsm8k'"):
         compute_score("gsm8k", r"\boxed{1}", "1")
-    with pytest.raises(ValueError, match=r"ground_truth .* A, B, C, D"):
-        compute_score("medqa", r"\boxed{A}", "E")
-    with pytest.raises(ValueError, match=r"ground_truth .* number"):
+    with pytest.raises(ValueError, match=r"ground_truth .* A, B, C, D \(its 4 options\)"):
+        compute_score("medqa", r"\boxed{A}", "E", {"options": OPTIONS})
+    with pytest.raises(ValueError, match=r"ground_truth .* A, B, C, D, E, F, G, H, I, J"):
+        compute_score("medqa", r"\boxed{A}", "AB")
+    with pytest.raises(ValueError, match=r"ground_truth .* finite number"):
         compute_score("gsm_hard", r"\boxed{1}", "many")
     with pytest.raises(ValueError, match=r"ground_truth .* empty"):
         compute_score("math", r"\boxed{1}", "  ")

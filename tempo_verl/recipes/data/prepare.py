@@ -4,135 +4,31 @@ Every row has ``data_source``, ``prompt`` (chat messages), ``ability``,
 ``reward_model: {style: "rule", ground_truth}`` and ``extra_info: {split, index, options}``, with the
 same Arrow schema in every file, so that verl can concatenate any of them in ``data.val_files``
 (its ``RLHFDataset`` concatenates the files it is given). ``index`` is the row's position in the
-source split; ``options`` holds the four option texts (A-D order) of a multiple-choice row and is
-empty for math rows.
+source split; ``options`` holds the option texts (letter order: four, or five for five-option MedQA)
+of a multiple-choice row (the reward reads the letters offered from them) and is empty for math rows.
 
-Sources (``data_source`` in brackets; hub ids are the defaults, any local json/jsonl/parquet file
-with the same columns can replace them):
-
-* training sets: MATH [``math``] (``DigitalLearningGmbH/MATH-lighteval``: ``problem``, ``solution``)
-  and MedQA [``medqa``] (``Neelectric/MedQA-USMLE``: ``question``, ``options`` {A..D},
-  ``answer_idx``), each with a ``train`` and a ``test`` split;
-* evaluation sets (written as ``test``): GSM-HARD [``gsm_hard``] (``reasoning-machines/gsm-hard``:
-  ``input``, ``target``), AMC23 [``amc23``] (``math-ai/amc23``: ``question``, ``answer``), MedMCQA
-  [``medmcqa``] (``openlifescienceai/medmcqa`` validation split, as its test split has no answers:
-  ``question``, ``opa``..``opd``, ``cop`` 0-3) and MMLU-Medical [``mmlu_medical``] (``cais/mmlu``,
-  test split of the six medical subjects: ``question``, ``choices``, ``answer`` 0-3, ``subject``).
-
-Bad rows (empty question, missing answer, options not A-D, ...) are counted by reason in the
-returned :class:`SplitReport` and never written. Files go to ``<out>/<data_source>/<split>.parquet``.
-The prompt templates are :func:`math_prompt` and :func:`choice_prompt` (quoted in ``docs/data.md``).
+The sources and the row conversion are :mod:`tempo_verl.recipes.data.sources`. Bad rows are counted
+by reason in the returned :class:`SplitReport` and never written. Files go to
+``<out>/<data_source>/<split>.parquet``, each written whole or not at all.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import random
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tempo_verl.recipes.rewards import CHOICE_LETTERS, extract_boxed
-
-__all__ = [
-    "EVAL_SETS",
-    "MMLU_MEDICAL_SUBJECTS",
-    "RL_SCHEMA_FIELDS",
-    "SOURCES",
-    "TRAIN_SETS",
-    "BadRow",
-    "PrepareError",
-    "Source",
-    "SplitReport",
-    "choice_prompt",
-    "convert_records",
-    "load_records",
-    "math_prompt",
-    "prepare_amc23",
-    "prepare_eval",
-    "prepare_gsm_hard",
-    "prepare_math",
-    "prepare_medmcqa",
-    "prepare_medqa",
-    "prepare_mmlu_medical",
-    "prepare_source",
-    "rl_schema",
-    "write_rl_parquet",
-]
-
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-CHOICE_INSTRUCTION = (
-    "Answer the following multiple-choice question. Think step by step, then give the letter of the "
-    "correct option (A, B, C or D) as your final answer within \\boxed{}, for example \\boxed{C}."
-)
-
-MMLU_MEDICAL_SUBJECTS: tuple[str, ...] = (
-    "anatomy",
-    "clinical_knowledge",
-    "college_biology",
-    "college_medicine",
-    "medical_genetics",
-    "professional_medicine",
-)
-
-#: Top-level columns of every file written here.
-RL_SCHEMA_FIELDS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
-
-
-def math_prompt(problem: str) -> str:
-    """The user message of a math row: the problem, a blank line, :data:`MATH_INSTRUCTION`."""
-    return f"{problem.strip()}\n\n{MATH_INSTRUCTION}"
-
-
-def choice_prompt(question: str, options: Sequence[str]) -> str:
-    """The user message of a multiple-choice row: instruction, question, then ``A. ...`` to ``D. ...``."""
-    lines = [f"{letter}. {text.strip()}" for letter, text in zip(CHOICE_LETTERS, options, strict=True)]
-    return f"{CHOICE_INSTRUCTION}\n\nQuestion: {question.strip()}\n\n" + "\n".join(lines)
-
-
-class BadRow(ValueError):
-    """A source row that cannot become a training/evaluation row; the message is the reason."""
+from tempo_verl.recipes.data.sources import EVAL_SETS, SOURCES, TRAIN_SETS, BadRow, Source
 
 
 class PrepareError(RuntimeError):
     """A data set could not be read or written; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Converted:
-    """One source row, converted: the user message, the ground truth and the option texts (or ())."""
-
-    content: str
-    ground_truth: str
-    options: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Source:
-    """One data set.
-
-    Attributes:
-        name: the ``data_source`` written in its rows (and its folder under the output directory).
-        hub_id: the Hugging Face hub id it is loaded from by default.
-        splits: our split name -> the hub split read for it.
-        ability: the ``ability`` column.
-        convert: source row -> :class:`Converted`, or :class:`BadRow`.
-        hub_configs: hub configurations to load and concatenate (None: the default one).
-        keep: optional filter for rows of a local file (e.g. MMLU's medical subjects); rows it drops
-            are counted as ``skipped``, not bad.
-    """
-
-    name: str
-    hub_id: str
-    splits: Mapping[str, str]
-    ability: str
-    convert: Callable[[Mapping[str, Any]], Converted]
-    hub_configs: tuple[str | None, ...] = (None,)
-    keep: Callable[[Mapping[str, Any]], bool] | None = None
 
 
 @dataclass
@@ -160,214 +56,73 @@ class SplitReport:
 
 
 # --------------------------------------------------------------------------------------------
-# Field helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _text(record: Mapping[str, Any], *keys: str) -> str:
-    for key in keys:
-        value = record.get(key)
-        if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            text = str(value).strip()
-            if text:
-                return text
-    return ""
-
-
-def _question(record: Mapping[str, Any], *keys: str) -> str:
-    question = _text(record, *keys)
-    if not question:
-        raise BadRow("empty question")
-    return question
-
-
-def _number_text(value: Any) -> str:
-    """A numeric answer as text: ``27`` for 27.0, ``3.3333333333333335`` for 10/3; other text stripped."""
-    if isinstance(value, bool) or value is None:
-        raise BadRow("missing answer")
-    if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise BadRow("missing answer")
-        if float(value).is_integer() and abs(value) < 1e15:
-            return str(int(value))
-        return repr(float(value))
-    text = str(value).strip()
-    if not text:
-        raise BadRow("missing answer")
-    try:
-        return _number_text(float(text.replace(",", "")))
-    except ValueError:
-        return text
-
-
-def _four_options(options: Any) -> tuple[str, ...]:
-    """Option texts in A-D order from ``{"A": ..}``, ``[{"key": "A", "value": ..}]`` or four strings."""
-    if isinstance(options, str) or options is None:
-        raise BadRow("options not A-D")
-    if isinstance(options, Mapping):
-        keyed = {str(k).strip().upper(): v for k, v in options.items() if v is not None}
-    else:
-        items = list(options)
-        if items and all(isinstance(item, Mapping) for item in items):
-            keyed = {str(item.get("key", "")).strip().upper(): item.get("value") for item in items}
-        elif len(items) == len(CHOICE_LETTERS):
-            keyed = dict(zip(CHOICE_LETTERS, items, strict=True))
-        else:
-            raise BadRow("options not A-D")
-    if set(keyed) != set(CHOICE_LETTERS):
-        raise BadRow("options not A-D")
-    texts = tuple(str(keyed[letter]).strip() if keyed[letter] is not None else "" for letter in CHOICE_LETTERS)
-    if not all(texts):
-        raise BadRow("options not A-D")
-    return texts
-
-
-def _letter(value: Any, *, zero_based_index: bool) -> str:
-    """An answer given as a letter A-D or (``zero_based_index``) as 0-3."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        raise BadRow("missing answer")
-    if zero_based_index and not isinstance(value, str):
-        try:
-            position = int(value)
-        except (TypeError, ValueError):
-            raise BadRow("answer not A-D") from None
-        if position < 0:
-            raise BadRow("missing answer")  # MedMCQA marks unanswered rows with -1
-        if position >= len(CHOICE_LETTERS) or position != value:
-            raise BadRow("answer not A-D")
-        return CHOICE_LETTERS[position]
-    letter = str(value).strip().upper()
-    if not letter:
-        raise BadRow("missing answer")
-    if zero_based_index and letter.isdigit():
-        return _letter(int(letter), zero_based_index=True)
-    if len(letter) != 1 or letter not in CHOICE_LETTERS:
-        raise BadRow("answer not A-D")
-    return letter
-
-
-# --------------------------------------------------------------------------------------------
-# Per-source row conversion
-# --------------------------------------------------------------------------------------------
-
-
-def _convert_math(record: Mapping[str, Any]) -> Converted:
-    problem = _question(record, "problem")
-    answer = _text(record, "answer")  # some MATH copies carry it; the lighteval one has only "solution"
-    if not answer:
-        boxed = extract_boxed(_text(record, "solution"))
-        answer = boxed[-1] if boxed else ""
-    if not answer:
-        raise BadRow("missing answer")
-    return Converted(math_prompt(problem), answer)
-
-
-def _convert_medqa(record: Mapping[str, Any]) -> Converted:
-    question = _question(record, "question")
-    options = _four_options(record.get("options"))
-    raw = record.get("answer_idx")
-    if raw is None or not str(raw).strip():
-        # no letter: accept the answer's text when it is exactly one option
-        answer_text = _text(record, "answer")
-        if not answer_text:
-            raise BadRow("missing answer")
-        matches = [letter for letter, text in zip(CHOICE_LETTERS, options, strict=True) if text == answer_text]
-        if len(matches) != 1:
-            raise BadRow("missing answer")
-        raw = matches[0]
-    return Converted(choice_prompt(question, options), _letter(raw, zero_based_index=False), options)
-
-
-def _convert_medmcqa(record: Mapping[str, Any]) -> Converted:
-    question = _question(record, "question")
-    options = _four_options([record.get(key) for key in ("opa", "opb", "opc", "opd")])
-    answer = _letter(record.get("cop"), zero_based_index=True)
-    return Converted(choice_prompt(question, options), answer, options)
-
-
-def _convert_mmlu(record: Mapping[str, Any]) -> Converted:
-    question = _question(record, "question")
-    options = _four_options(record.get("choices"))
-    answer = _letter(record.get("answer"), zero_based_index=True)
-    return Converted(choice_prompt(question, options), answer, options)
-
-
-def _convert_gsm_hard(record: Mapping[str, Any]) -> Converted:
-    question = _question(record, "input")
-    target = record.get("target")
-    answer = _number_text(target)
-    try:
-        float(answer)
-    except ValueError:
-        raise BadRow("answer not a number") from None
-    return Converted(math_prompt(question), answer)
-
-
-def _convert_amc23(record: Mapping[str, Any]) -> Converted:
-    question = _question(record, "question", "problem")
-    return Converted(math_prompt(question), _number_text(record.get("answer")))
-
-
-def _is_medical_subject(record: Mapping[str, Any]) -> bool:
-    subject = record.get("subject")
-    return subject is None or str(subject).strip() in MMLU_MEDICAL_SUBJECTS
-
-
-SOURCES: dict[str, Source] = {
-    source.name: source
-    for source in (
-        Source("math", "DigitalLearningGmbH/MATH-lighteval", {"train": "train", "test": "test"}, "math", _convert_math),
-        Source("medqa", "Neelectric/MedQA-USMLE", {"train": "train", "test": "test"}, "medicine", _convert_medqa),
-        Source("gsm_hard", "reasoning-machines/gsm-hard", {"test": "train"}, "math", _convert_gsm_hard),
-        Source("amc23", "math-ai/amc23", {"test": "test"}, "math", _convert_amc23),
-        Source("medmcqa", "openlifescienceai/medmcqa", {"test": "validation"}, "medicine", _convert_medmcqa),
-        Source(
-            "mmlu_medical",
-            "cais/mmlu",
-            {"test": "test"},
-            "medicine",
-            _convert_mmlu,
-            hub_configs=MMLU_MEDICAL_SUBJECTS,
-            keep=_is_medical_subject,
-        ),
-    )
-}
-TRAIN_SETS: tuple[str, ...] = ("math", "medqa")
-EVAL_SETS: tuple[str, ...] = ("gsm_hard", "amc23", "medmcqa", "mmlu_medical")
-
-
-# --------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------
 
-_LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+def _parse_json(text: str, where: str) -> Any:
+    """One JSON document, or a :class:`PrepareError` naming ``where`` (bad JSON, too deep, a 5000-digit integer)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise PrepareError(f"{where}: JSON nested too deeply to read; the sources' rows are flat.") from None
+    except ValueError as exc:  # bad JSON, or an integer of over 4300 digits
+        raise PrepareError(f"{where}: not valid JSON ({exc}).") from None
+
+
+def _read_local(path: Path) -> list[dict[str, Any]]:
+    """Rows of a local .json (an array of objects), .jsonl (one object a line) or .parquet file.
+
+    JSON is parsed by Python's json module, which raises a catchable error on deep nesting (pyarrow's
+    JSON reader, used by ``datasets``, crashes the process on it); parquet by pyarrow.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise PrepareError(f"--local-file {path}: could not read it as parquet ({exc}).") from exc
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrepareError(f"--local-file {path}: could not read it ({exc}).") from exc
+    if suffix == ".json" and text.lstrip().startswith("["):
+        rows = _parse_json(text, f"--local-file {path}")
+        documents = [(f"--local-file {path} item {i + 1}", row) for i, row in enumerate(rows)]
+    else:
+        documents = [
+            (f"--local-file {path} line {n}", _parse_json(line, f"--local-file {path} line {n}"))
+            for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip()
+        ]
+    for where, row in documents:
+        if not isinstance(row, dict):
+            raise PrepareError(f"{where}: expected a JSON object (one row), got {type(row).__name__}.")
+    return [row for _, row in documents]
 
 
 def load_records(source: Source, split: str, local_file: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """The raw rows of one split: from ``local_file`` (json/jsonl/parquet) or from the hub.
 
-    Loading goes through ``datasets.load_dataset`` either way (``HF_ENDPOINT``, ``HF_HOME`` and
+    The hub is read by ``datasets.load_dataset`` (``HF_ENDPOINT``, ``HF_HOME`` and
     ``HF_DATASETS_OFFLINE`` apply as usual).
 
     Raises:
-        PrepareError: missing/unsupported local file, or the hub could not be reached.
+        PrepareError: missing/unsupported/unreadable local file, or the hub could not be reached.
     """
-    import datasets
-
     if local_file is not None:
         path = Path(local_file).expanduser()
-        builder = _LOCAL_BUILDERS.get(path.suffix.lower())
-        if builder is None:
+        if path.suffix.lower() not in (".json", ".jsonl", ".parquet"):
             raise PrepareError(
                 f"--local-file {path}: unsupported file type {path.suffix!r}; use .json, .jsonl or .parquet."
             )
         if not path.is_file():
             raise PrepareError(f"--local-file {path}: no such file.")
-        try:
-            data = datasets.load_dataset(builder, data_files=str(path), split="train")
-        except Exception as exc:
-            raise PrepareError(f"--local-file {path}: could not read it as {builder} ({exc}).") from exc
-        return [dict(row) for row in data]
+        return _read_local(path)
+
+    import datasets
 
     if split not in source.splits:
         raise PrepareError(f"{source.name} has no split {split!r}; it has {sorted(source.splits)}.")
@@ -432,6 +187,9 @@ def convert_records(
             converted = source.convert(record)
         except BadRow as reason:
             bad[str(reason)] += 1
+            continue
+        except RecursionError:  # a field nested too deeply to turn into text
+            bad["field nested too deeply"] += 1
             continue
         rows.append(
             {
@@ -529,104 +287,6 @@ def prepare_source(
     return reports
 
 
-def prepare_math(
-    out_dir: str | os.PathLike[str],
-    *,
-    local_files: Mapping[str, str | os.PathLike[str]] | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-) -> list[SplitReport]:
-    """MATH (``DigitalLearningGmbH/MATH-lighteval``) train and test; the answer is the solution's last ``\\boxed{}``.
-
-    ``max_train=1000, max_test=100`` reproduces the paper's subset sizes (with a fixed ``seed``;
-    the authors' own draw had none).
-    """
-    return prepare_source(
-        "math", out_dir, local_files=local_files, max_rows={"train": max_train, "test": max_test}, seed=seed
-    )
-
-
-def prepare_medqa(
-    out_dir: str | os.PathLike[str],
-    *,
-    local_files: Mapping[str, str | os.PathLike[str]] | None = None,
-    max_train: int | None = None,
-    max_test: int | None = None,
-    seed: int = 0,
-) -> list[SplitReport]:
-    """MedQA-USMLE, 4 options (``Neelectric/MedQA-USMLE``) train and test; the answer is ``answer_idx``."""
-    return prepare_source(
-        "medqa", out_dir, local_files=local_files, max_rows={"train": max_train, "test": max_test}, seed=seed
-    )
-
-
-def _prepare_eval_set(
-    name: str,
-    out_dir: str | os.PathLike[str],
-    local_file: str | os.PathLike[str] | None,
-    max_rows: int | None,
-    seed: int,
-) -> SplitReport:
-    local = {"test": local_file} if local_file is not None else None
-    return prepare_source(name, out_dir, splits=["test"], local_files=local, max_rows={"test": max_rows}, seed=seed)[0]
-
-
-def prepare_gsm_hard(
-    out_dir: str | os.PathLike[str],
-    *,
-    local_file: str | os.PathLike[str] | None = None,
-    max_rows: int | None = None,
-    seed: int = 0,
-) -> SplitReport:
-    """GSM-HARD (``reasoning-machines/gsm-hard``, its only split): ``input`` and the float ``target``."""
-    return _prepare_eval_set("gsm_hard", out_dir, local_file, max_rows, seed)
-
-
-def prepare_amc23(
-    out_dir: str | os.PathLike[str],
-    *,
-    local_file: str | os.PathLike[str] | None = None,
-    max_rows: int | None = None,
-    seed: int = 0,
-) -> SplitReport:
-    """AMC23 (``math-ai/amc23`` test): ``question`` (or ``problem``) and ``answer``."""
-    return _prepare_eval_set("amc23", out_dir, local_file, max_rows, seed)
-
-
-def prepare_medmcqa(
-    out_dir: str | os.PathLike[str],
-    *,
-    local_file: str | os.PathLike[str] | None = None,
-    max_rows: int | None = None,
-    seed: int = 0,
-) -> SplitReport:
-    """MedMCQA (``openlifescienceai/medmcqa`` validation split): ``opa``..``opd``, ``cop`` 0-3."""
-    return _prepare_eval_set("medmcqa", out_dir, local_file, max_rows, seed)
-
-
-def prepare_mmlu_medical(
-    out_dir: str | os.PathLike[str],
-    *,
-    local_file: str | os.PathLike[str] | None = None,
-    max_rows: int | None = None,
-    seed: int = 0,
-) -> SplitReport:
-    """MMLU's six medical subjects (``cais/mmlu`` test): ``choices`` and ``answer`` 0-3.
-
-    A local file may hold other subjects too: rows whose ``subject`` is not medical are skipped.
-    """
-    return _prepare_eval_set("mmlu_medical", out_dir, local_file, max_rows, seed)
-
-
-_EVAL_PREPARERS: dict[str, Callable[..., SplitReport]] = {
-    "gsm_hard": prepare_gsm_hard,
-    "amc23": prepare_amc23,
-    "medmcqa": prepare_medmcqa,
-    "mmlu_medical": prepare_mmlu_medical,
-}
-
-
 def prepare_eval(
     out_dir: str | os.PathLike[str],
     *,
@@ -639,14 +299,25 @@ def prepare_eval(
 
     Args:
         sets: which of :data:`EVAL_SETS`.
-        local_files: set name -> local file replacing the hub for it.
+        local_files: set name -> local file replacing the hub for it (only sets in ``sets``).
         max_rows: keep a seeded random subset of this many rows of each set (None: all).
         seed: seed of that draw.
+
+    Raises:
+        PrepareError: an unknown set name, a local file for a set not chosen, or what
+            :func:`prepare_source` raises.
     """
     local_files = dict(local_files or {})
     unknown = sorted({*sets, *local_files} - set(EVAL_SETS))
     if unknown:
         raise PrepareError(f"unknown evaluation set(s) {unknown}; choose from {list(EVAL_SETS)}.")
-    return [
-        _EVAL_PREPARERS[name](out_dir, local_file=local_files.get(name), max_rows=max_rows, seed=seed) for name in sets
-    ]
+    unused = sorted(set(local_files) - set(sets))
+    if unused:
+        raise PrepareError(f"a local file is given for {unused}, which the chosen sets {list(sets)} do not include.")
+    reports = []
+    for name in sets:
+        local = {"test": local_files[name]} if name in local_files else None
+        reports += prepare_source(
+            name, out_dir, splits=["test"], local_files=local, max_rows={"test": max_rows}, seed=seed
+        )
+    return reports
