@@ -37,8 +37,12 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path, package: str) -> set[str]:
-    """Absolute names of everything ``path`` imports (relative imports resolved against ``package``)."""
+def _imports(path: Path, package: str, is_module=lambda name: False) -> set[str]:
+    """Absolute names of everything ``path`` imports (relative imports resolved against ``package``).
+
+    ``from pkg import sub`` names ``pkg.sub`` only where ``is_module("pkg.sub")`` (a submodule), else
+    ``pkg`` and ``pkg.name`` both.
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = set()
     for node in ast.walk(tree):
@@ -49,8 +53,10 @@ def _imports(path: Path, package: str) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+            names = {f"{base}.{alias.name}" for alias in node.names}
+            found.update(names)
+            if not all(is_module(name) for name in names):
+                found.add(base)
     return found
 
 
@@ -64,11 +70,12 @@ MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 def _module_imports(module: str) -> set[str]:
     path = MODULES[module]
-    return _imports(path, module if path.name == "__init__.py" else module.rpartition(".")[0])
+    return _imports(path, module if path.name == "__init__.py" else module.rpartition(".")[0], MODULES.__contains__)
 
 
 def _internal(module: str) -> set[str]:
-    """The package modules ``module`` imports (a ``from pkg import name`` counts as importing ``pkg``)."""
+    """The package modules ``module`` imports (``from pkg import name`` counts as importing ``pkg`` unless
+    ``name`` is a submodule)."""
     return {name for name in _module_imports(module) if name in MODULES and name != module}
 
 
