@@ -1,0 +1,429 @@
+"""``tempo-verl study``: each arm at its best learning rate, on fresh paired seeds, with bootstrap intervals.
+
+An *arm* is an estimator from verl's registry and a rollout backend, written ``estimator+rollout``
+(``grpo+independent``, ``tempo+tree``, ``rloo+independent``, ...). For each task of the protocol
+(:data:`PROTOCOLS`, fixed in docs/demo.md "Study protocol" before any comparison):
+
+1. one shared supervised warm-up (the demo's :func:`~tempo_verl.demo.loop.prepare`);
+2. **selection**: every arm trains at every lr of the grid on the selection seeds; its lr is the
+   one with the highest mean reward over all steps (:func:`~tempo_verl.demo.stats.selection_score`);
+3. **evaluation**: every arm trains at its lr on the evaluation seeds (the same seeds for every arm,
+   disjoint from the selection seeds), with the demo's :func:`~tempo_verl.demo.loop.train`;
+4. per arm: steps and generated tokens to the target (None where a seed never reached it), final
+   reward, and the paired ratios against ``grpo+independent`` with 95 % bootstrap intervals
+   (:mod:`tempo_verl.demo.stats`: censored seeds count at their budget, never dropped).
+
+Outputs (written into a temporary folder, then moved into ``--out``; ``study.json`` last):
+``study.json`` (the results), ``runs.json`` (every run's reward and token curves), ``study.png``
+(reward curves with bands, and the ratios with their intervals) and ``study.txt`` (the table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tempo_verl.demo.loop import DemoConfig, Prepared, RunResult, check_estimators, prepare, train
+from tempo_verl.demo.model import ModelSize
+from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
+
+__all__ = ["BASELINE", "DEFAULT_ARMS", "PROTOCOLS", "QUICK", "Arm", "Protocol", "parse_arms", "run_study"]
+
+BASELINE = "grpo+independent"
+DEFAULT_ARMS = ("grpo+independent", "tempo+independent", "grpo+tree", "tempo+tree")
+FINAL_WINDOW = 5  # final reward: mean batch reward of the last 5 steps
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm: an estimator name from verl's registry and a rollout backend."""
+
+    estimator: str
+    rollout: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.estimator}+{self.rollout}"
+
+
+def parse_arms(text: str) -> tuple[Arm, ...]:
+    """``"grpo+independent,tempo+tree"`` -> arms, the baseline ``grpo+independent`` first (added when missing).
+
+    Raises:
+        ValueError: one line naming the bad entry and the expected ``estimator+rollout`` form.
+    """
+    arms: list[Arm] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        estimator, plus, rollout = item.partition("+")
+        if not plus or not estimator or rollout not in ("independent", "tree"):
+            raise ValueError(
+                f"--arms: {item!r} is not estimator+rollout with rollout 'independent' or 'tree' "
+                f"(e.g. tempo+tree, rloo+independent)."
+            )
+        if Arm(estimator, rollout) not in arms:
+            arms.append(Arm(estimator, rollout))
+    base = Arm("grpo", "independent")
+    return (base, *(a for a in arms if a != base))
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The fixed protocol of one task (docs/demo.md, "Study protocol", 2026-11-25).
+
+    Attributes:
+        task: the demo task's name.
+        steps: RL steps of every run (the budget a censored seed counts at).
+        lr_grid: the learning rates every arm is tried at.
+        selection_seeds: seeds that choose each arm's lr.
+        eval_seeds: paired seeds every arm is evaluated on (disjoint from the selection seeds).
+        target: mean reward to reach (trailing ``window``-step mean of the batch reward).
+        window: steps in the trailing mean.
+        demo: other :class:`DemoConfig` settings (the demo's defaults otherwise).
+    """
+
+    task: str
+    steps: int
+    lr_grid: tuple[float, ...]
+    selection_seeds: tuple[int, ...]
+    eval_seeds: tuple[int, ...]
+    target: float = 0.8
+    window: int = 3
+    demo: tuple[tuple[str, Any], ...] = ()
+
+    def config(self, arm: Arm, lr: float) -> DemoConfig:
+        """The demo settings of one run of ``arm`` at ``lr``."""
+        return DemoConfig(
+            task=self.task,
+            steps=self.steps,
+            lr=lr,
+            estimators=(arm.estimator,),
+            rollout=arm.rollout,
+            target=self.target,
+            target_window=self.window,
+            **dict(self.demo),
+        )
+
+    def check(self) -> None:
+        """Raise ``ValueError`` (one line) on a protocol that breaks its own rules."""
+        if len(self.eval_seeds) < 1 or set(self.eval_seeds) & set(self.selection_seeds):
+            raise ValueError(f"{self.task}: evaluation seeds must be given and disjoint from the selection seeds.")
+        if not self.lr_grid or not self.selection_seeds:
+            raise ValueError(f"{self.task}: the lr grid and the selection seeds must not be empty.")
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "parity": Protocol(
+        task="parity",
+        steps=50,
+        lr_grid=(5e-4, 1e-3, 2e-3),
+        selection_seeds=(100, 101),
+        eval_seeds=tuple(range(10)),
+        target=0.8,
+    ),
+    "rule": Protocol(
+        task="rule",
+        steps=100,
+        lr_grid=(5e-4, 1e-3, 1.5e-3),
+        selection_seeds=(100, 101),
+        eval_seeds=tuple(range(10)),
+        target=0.4,
+    ),
+}
+
+# --quick: the same code path in seconds (for tests), not a result.
+QUICK: dict[str, Any] = {
+    "steps": 3,
+    "lr_grid": (1e-3, 3e-3),
+    "selection_seeds": (100,),
+    "eval_seeds": (0, 1),
+    "demo": (
+        ("prompts_per_step", 4),
+        ("group_size", 4),
+        ("warmup_steps", 40),
+        ("warmup_batch", 16),
+        ("model", ModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)),
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the protocol of one task
+# ----------------------------------------------------------------------------------------------
+def _run_record(run: RunResult, arm: Arm, lr: float, phase: str) -> dict[str, Any]:
+    return {
+        "arm": arm.key,
+        "lr": lr,
+        "seed": run.seed,
+        "phase": phase,
+        "reward": [round(r, 6) for r in run.rewards],
+        "generated_tokens": list(run.generated_tokens),
+    }
+
+
+def _arm_summary(records: list[dict[str, Any]], proto: Protocol) -> dict[str, Any]:
+    """steps / tokens to target (None where not reached) and final reward over the evaluation seeds."""
+    reached = [time_to_target(r["reward"], r["generated_tokens"], proto.target, proto.window) for r in records]
+    return {
+        "steps_to_target": [None if x is None else x[0] for x in reached],
+        "generated_tokens_to_target": [None if x is None else x[1] for x in reached],
+        "final_reward": [float(np.mean(r["reward"][-FINAL_WINDOW:])) for r in records],
+        "censored": sum(x is None for x in reached),
+        "budget_steps": [len(r["reward"]) for r in records],
+        "budget_tokens": [int(sum(r["generated_tokens"])) for r in records],
+    }
+
+
+def _ratios(arm: dict[str, Any], reference: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Paired ratios reference / arm of steps and generated tokens to target (censored at the budget)."""
+    out = {}
+    for name, key, budget in (
+        ("steps", "steps_to_target", "budget_steps"),
+        ("tokens", "generated_tokens_to_target", "budget_tokens"),
+    ):
+        ref = censored_costs(reference[key], reference[budget])
+        out[name] = paired_ratio(ref, censored_costs(arm[key], arm[budget]))
+    return out
+
+
+def run_task(
+    proto: Protocol,
+    arms: tuple[Arm, ...],
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run one task's protocol for ``arms`` (settings already checked by :func:`run_study`); return its
+    ``study.json`` entry and every run's record."""
+    ready: Prepared = prepare(proto.config(arms[0], proto.lr_grid[0]))
+    log(f"[{proto.task}] warm-up {ready.warmup_time_s:.0f} s")
+    records: list[dict[str, Any]] = []
+
+    def run(arm: Arm, lr: float, seed: int, phase: str) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        result = train(arm.estimator, seed, proto.config(arm, lr), ready.warm_state, ready.tokenizer, ready.task)
+        record = _run_record(result, arm, lr, phase)
+        records.append(record)
+        log(
+            f"[{proto.task}] {phase} {arm.key} lr={lr:g} seed={seed}: final reward "
+            f"{np.mean(record['reward'][-FINAL_WINDOW:]):.2f} ({time.perf_counter() - t0:.0f} s)"
+        )
+        return record
+
+    selection: dict[str, dict[str, float]] = {}
+    chosen: dict[Arm, float] = {}
+    for arm in arms:
+        scores = {
+            lr: selection_score([run(arm, lr, s, "selection")["reward"] for s in proto.selection_seeds])
+            for lr in proto.lr_grid
+        }
+        selection[arm.key] = {f"{lr:g}": score for lr, score in scores.items()}
+        chosen[arm] = max(proto.lr_grid, key=lambda lr: (scores[lr], -lr))  # ties: the smaller lr
+    summaries = {}
+    for arm in arms:
+        evaluated = [run(arm, chosen[arm], s, "evaluation") for s in proto.eval_seeds]
+        summaries[arm.key] = {"lr": chosen[arm], **_arm_summary(evaluated, proto)}
+    for key, summary in summaries.items():
+        summary["vs_baseline"] = _ratios(summary, summaries[BASELINE])
+        estimator, _, rollout = key.partition("+")
+        peer = f"grpo+{rollout}"  # the same rollouts, GRPO's credit: what the estimator alone changes
+        if estimator != "grpo" and peer in summaries:
+            summary["vs_grpo_same_rollout"] = _ratios(summary, summaries[peer])
+    entry = {
+        "task": proto.task,
+        "seeds": {"selection": list(proto.selection_seeds), "evaluation": list(proto.eval_seeds)},
+        "lr_grid": list(proto.lr_grid),
+        "steps": proto.steps,
+        "target": proto.target,
+        "target_window": proto.window,
+        "baseline": BASELINE,
+        "selection": selection,
+        "arms": summaries,
+        "warmup_time_s": ready.warmup_time_s,
+    }
+    return entry, records
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs: the table, the figure, and the whole-or-nothing write
+# ----------------------------------------------------------------------------------------------
+def _fmt_ratio(r: dict[str, float]) -> str:
+    return f"{r['ratio']:.2f}x [{r['low']:.2f}, {r['high']:.2f}]"
+
+
+def _median_reached(values: list[int | None]) -> str:
+    """Median with never-reached seeds counted as later than any reached one ('>budget' when the median is one)."""
+    big = float("inf")
+    med = float(np.median([big if v is None else float(v) for v in values]))
+    return ">budget" if med == big else f"{med:g}"
+
+
+def table(study: dict[str, Any]) -> str:
+    """The plain-text table: one block per task, one row per arm."""
+    lines = []
+    header = (
+        f"{'arm':<20} {'lr':>7} {'reached':>8} {'steps med':>9} {'tokens med':>10} {'final':>6}  "
+        f"{'steps ratio [95% CI]':<24} {'tokens ratio [95% CI]':<24} {'steps vs grpo, same rollout':<24}"
+    )
+    for name, entry in study["tasks"].items():
+        n = len(entry["seeds"]["evaluation"])
+        lines.append(
+            f"task {name}: {n} paired evaluation seeds, {entry['steps']} steps, target {entry['target']:g} "
+            f"(trailing {entry['target_window']}-step mean); ratios = {entry['baseline']} / arm, > 1 = fewer"
+        )
+        lines.append(header)
+        for key, arm in entry["arms"].items():
+            reached = f"{n - arm['censored']}/{n}"
+            lines.append(
+                f"{key:<20} {arm['lr']:>7g} {reached:>8} {_median_reached(arm['steps_to_target']):>9} "
+                f"{_median_reached(arm['generated_tokens_to_target']):>10} {np.mean(arm['final_reward']):>6.2f}  "
+                f"{_fmt_ratio(arm['vs_baseline']['steps']):<24} {_fmt_ratio(arm['vs_baseline']['tokens']):<24} "
+                f"{_fmt_ratio(arm['vs_grpo_same_rollout']['steps']) if 'vs_grpo_same_rollout' in arm else '-':<24}"
+            )
+        lines.append("")
+    lines.append("never-reaching seeds count at their budget (all steps / all tokens) in the ratios; see docs/demo.md")
+    return "\n".join(lines) + "\n"
+
+
+def plot(study: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:
+    """One row per task: mean reward per step with a 25-75 % band per arm (evaluation runs), then the ratios."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = ["#444444", "#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b"]
+    tasks = list(study["tasks"])
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(12, 4.2 * len(tasks)), dpi=110, squeeze=False)
+    for row, name in enumerate(tasks):
+        entry = study["tasks"][name]
+        ax, bx = axes[row]
+        keys = list(entry["arms"])
+        for i, key in enumerate(keys):
+            curves = np.array(
+                [r["reward"] for r in records if r["task"] == name and r["arm"] == key and r["phase"] == "evaluation"]
+            )
+            steps = np.arange(1, curves.shape[1] + 1)
+            low, mid, high = np.percentile(curves, [25, 50, 75], axis=0)
+            colour = colours[i % len(colours)]
+            ax.fill_between(steps, low, high, color=colour, alpha=0.18, lw=0)
+            ax.plot(steps, mid, color=colour, lw=2, label=f"{key} (lr {entry['arms'][key]['lr']:g})")
+        ax.axhline(entry["target"], color="black", ls="--", lw=1)
+        ax.set(xlabel="RL step", ylabel="batch reward: median, 25-75 % band", ylim=(-0.02, 1.02))
+        n = len(entry["seeds"]["evaluation"])
+        ax.set_title(f"{name}: {n} paired seeds, each arm at its selected lr", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
+        for j, metric in enumerate(("steps", "tokens")):
+            for i, key in enumerate(keys):
+                r = entry["arms"][key]["vs_baseline"][metric]
+                y = i + (0.18 if metric == "steps" else -0.18)
+                bx.errorbar(
+                    r["ratio"],
+                    y,
+                    xerr=[[r["ratio"] - r["low"]], [r["high"] - r["ratio"]]],
+                    fmt="o s"[j * 2],
+                    color=colours[i % len(colours)],
+                    capsize=3,
+                    label=f"{metric} to target" if i == 1 else None,
+                )
+        bx.axvline(1.0, color="black", lw=1)
+        bx.set_yticks(range(len(keys)), keys, fontsize=8)
+        bx.set(xlabel=f"{entry['baseline']} / arm (> 1: fewer than the baseline), 95 % bootstrap CI")
+        bx.set_title("o: steps to target, s: generated tokens to target", fontsize=10)
+        bx.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@contextmanager
+def staged_outputs(out: Path) -> Iterator[Path]:
+    """Write into a temporary folder inside ``out``; on success move each file into ``out``, ``study.json`` last.
+
+    A lock file keeps a second study from writing into the same folder at the same time (one-line
+    ``ValueError``). On failure nothing is moved and the temporary folder is removed. (A minimal,
+    local version of the atomic-output helpers; ``os.replace`` makes each move atomic.)
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".study.lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise ValueError(f"--out {out}: another study is writing there ({lock} exists; remove it if stale).") from None
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    stage = Path(tempfile.mkdtemp(prefix=".study-", dir=out))
+    try:
+        yield stage
+        names = sorted(p.name for p in stage.iterdir())
+        for name in [n for n in names if n != "study.json"] + [n for n in names if n == "study.json"]:
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+
+
+def run_study(
+    tasks: tuple[str, ...],
+    out: Path,
+    arms: tuple[Arm, ...] = tuple(parse_arms(",".join(DEFAULT_ARMS))),
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the protocol of every task in ``tasks``; write study.json, runs.json, study.png and study.txt.
+
+    Raises:
+        ValueError: one line, before any training, for an unknown task, arm or estimator, an arm
+            whose rollout this build lacks, or an ``out`` another study is writing to.
+    """
+    unknown = [t for t in tasks if t not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"--task: unknown task {unknown[0]!r}; the study's tasks: {', '.join(PROTOCOLS)}.")
+    protocols = [replace(PROTOCOLS[t], **QUICK) if quick else PROTOCOLS[t] for t in tasks]
+    for proto in protocols:  # every setting of every task and arm, before anything runs
+        proto.check()
+        for arm in arms:
+            cfg = proto.config(arm, proto.lr_grid[0])
+            cfg.check()
+            check_estimators(cfg.estimators, cfg.algorithm_config())
+    started = time.perf_counter()
+    with staged_outputs(out) as stage:
+        study: dict[str, Any] = {"tasks": {}, "quick": quick}
+        every_run: list[dict[str, Any]] = []
+        for proto in protocols:
+            entry, records = run_task(proto, arms, log)
+            study["tasks"][proto.task] = entry
+            every_run += [{"task": proto.task, **r} for r in records]
+        study["wall_time_s"] = time.perf_counter() - started
+        study["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1}
+        text = table(study)
+        (stage / "study.txt").write_text(text, encoding="utf-8")
+        (stage / "runs.json").write_text(json.dumps(every_run) + "\n", encoding="utf-8")
+        plot(study, every_run, stage / "study.png")
+        (stage / "study.json").write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
+    log(text)
+    return study
+
+
+def study_command(task: str, out: str, arms: str, quick: bool) -> int:
+    """``tempo-verl study``: run and print the table. Returns 0, or 2 after one line on stderr (bad option, failure)."""
+    import sys
+
+    try:
+        tasks = tuple(PROTOCOLS) if task == "all" else (task,)
+        run_study(tasks, Path(out), parse_arms(arms), quick=quick, log=lambda m: print(m, file=sys.stderr))
+    except (ValueError, RuntimeError, OSError) as err:
+        print(f"tempo-verl study: error: {err}", file=sys.stderr)
+        return 2
+    return 0
