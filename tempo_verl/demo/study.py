@@ -97,9 +97,9 @@ class Protocol:
     task: str
     steps: int
     lr_grid: tuple[float, ...]
-    selection_seeds: tuple[int, ...]
-    eval_seeds: tuple[int, ...]
-    target: float = 0.8
+    target: float
+    selection_seeds: tuple[int, ...] = (100, 101)
+    eval_seeds: tuple[int, ...] = tuple(range(10))
     window: int = 3
     demo: tuple[tuple[str, Any], ...] = ()
 
@@ -125,22 +125,8 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "parity": Protocol(
-        task="parity",
-        steps=50,
-        lr_grid=(5e-4, 1e-3, 2e-3),
-        selection_seeds=(100, 101),
-        eval_seeds=tuple(range(10)),
-        target=0.8,
-    ),
-    "rule": Protocol(
-        task="rule",
-        steps=100,
-        lr_grid=(5e-4, 1e-3, 1.5e-3),
-        selection_seeds=(100, 101),
-        eval_seeds=tuple(range(10)),
-        target=0.4,
-    ),
+    "parity": Protocol(task="parity", steps=50, lr_grid=(5e-4, 1e-3, 2e-3), target=0.8),
+    "rule": Protocol(task="rule", steps=100, lr_grid=(5e-4, 1e-3, 1.5e-3), target=0.4),
 }
 
 # --quick: the same code path in seconds (for tests), not a result.
