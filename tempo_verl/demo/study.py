@@ -156,6 +156,7 @@ def _run_record(run: RunResult, arm: Arm, lr: float, phase: str) -> dict[str, An
         "phase": phase,
         "reward": [round(r, 6) for r in run.rewards],
         "generated_tokens": list(run.generated_tokens),
+        "wall_s": round(sum(log["step_time_s"] for log in run.step_logs), 3),
     }
 
 
@@ -321,8 +322,8 @@ def plot(study: dict[str, Any], records: list[dict[str, Any]], path: Path) -> No
                     fmt="o s"[j * 2],
                     color=colours[i % len(colours)],
                     capsize=3,
-                    label=f"{metric} to target" if i == 1 else None,
                 )
+                bx.annotate(_fmt_ratio(r), (r["ratio"], y), textcoords="offset points", xytext=(0, 5), fontsize=7)
         bx.axvline(1.0, color="black", lw=1)
         bx.set_yticks(range(len(keys)), keys, fontsize=8)
         bx.set(xlabel=f"{entry['baseline']} / arm (> 1: fewer than the baseline), 95 % bootstrap CI")
