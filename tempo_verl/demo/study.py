@@ -21,21 +21,24 @@ Outputs (written into a temporary folder, then moved into ``--out``; ``study.jso
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from tempo_verl.demo.loop import DemoConfig, Prepared, RunResult, check_estimators, prepare, train
-from tempo_verl.demo.model import ModelSize
+from tempo_verl.demo.model import ModelSize, build_tokenizer
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
 
 __all__ = ["BASELINE", "DEFAULT_ARMS", "PROTOCOLS", "QUICK", "Arm", "Protocol", "parse_arms", "run_study"]
@@ -185,41 +188,73 @@ def _ratios(arm: dict[str, Any], reference: dict[str, Any]) -> dict[str, dict[st
     return out
 
 
+@dataclass(frozen=True)
+class Job:
+    """One run of the study: what a worker process needs to train it."""
+
+    proto: Protocol
+    arm: Arm
+    lr: float
+    seed: int
+    phase: str  # "selection" or "evaluation"
+    warm_state: dict[str, torch.Tensor]
+
+
+def train_job(job: Job) -> dict[str, Any]:
+    """Train one run with the demo's :func:`~tempo_verl.demo.loop.train` (one torch thread); return its record."""
+    torch.set_num_threads(1)
+    cfg = job.proto.config(job.arm, job.lr)
+    task = cfg.make_task()
+    result = train(job.arm.estimator, job.seed, cfg, job.warm_state, build_tokenizer(task), task)
+    return _run_record(result, job.arm, job.lr, job.phase)
+
+
 def run_task(
     proto: Protocol,
     arms: tuple[Arm, ...],
+    pool: Executor | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run one task's protocol for ``arms`` (settings already checked by :func:`run_study`); return its
-    ``study.json`` entry and every run's record."""
+    ``study.json`` entry and every run's record.
+
+    Args:
+        pool: runs go to these worker processes when given (every run is seeded on its own, so the
+            results do not depend on how many workers there are); in this process otherwise.
+    """
     ready: Prepared = prepare(proto.config(arms[0], proto.lr_grid[0]))
     log(f"[{proto.task}] warm-up {ready.warmup_time_s:.0f} s")
     records: list[dict[str, Any]] = []
 
-    def run(arm: Arm, lr: float, seed: int, phase: str) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        result = train(arm.estimator, seed, proto.config(arm, lr), ready.warm_state, ready.tokenizer, ready.task)
-        record = _run_record(result, arm, lr, phase)
-        records.append(record)
-        log(
-            f"[{proto.task}] {phase} {arm.key} lr={lr:g} seed={seed}: final reward "
-            f"{np.mean(record['reward'][-FINAL_WINDOW:]):.2f} ({time.perf_counter() - t0:.0f} s)"
-        )
-        return record
+    def run(jobs: list[Job]) -> list[dict[str, Any]]:
+        done = []
+        for record in pool.map(train_job, jobs) if pool is not None else map(train_job, jobs):
+            log(
+                f"[{proto.task}] {record['phase']} {record['arm']} lr={record['lr']:g} seed={record['seed']}: "
+                f"final reward {np.mean(record['reward'][-FINAL_WINDOW:]):.2f} ({record['wall_s']:.0f} s)"
+            )
+            done.append(record)
+        records.extend(done)
+        return done
 
+    picks = [(a, lr, s) for a in arms for lr in proto.lr_grid for s in proto.selection_seeds]
+    selected = run([Job(proto, a, lr, s, "selection", ready.warm_state) for a, lr, s in picks])
     selection: dict[str, dict[str, float]] = {}
     chosen: dict[Arm, float] = {}
     for arm in arms:
         scores = {
-            lr: selection_score([run(arm, lr, s, "selection")["reward"] for s in proto.selection_seeds])
+            lr: selection_score([r["reward"] for r in selected if r["arm"] == arm.key and r["lr"] == lr])
             for lr in proto.lr_grid
         }
         selection[arm.key] = {f"{lr:g}": score for lr, score in scores.items()}
         chosen[arm] = max(proto.lr_grid, key=lambda lr: (scores[lr], -lr))  # ties: the smaller lr
-    summaries = {}
-    for arm in arms:
-        evaluated = [run(arm, chosen[arm], s, "evaluation") for s in proto.eval_seeds]
-        summaries[arm.key] = {"lr": chosen[arm], **_arm_summary(evaluated, proto)}
+    evaluated = run(
+        [Job(proto, a, chosen[a], s, "evaluation", ready.warm_state) for a in arms for s in proto.eval_seeds]
+    )
+    summaries = {
+        arm.key: {"lr": chosen[arm], **_arm_summary([r for r in evaluated if r["arm"] == arm.key], proto)}
+        for arm in arms
+    }
     for key, summary in summaries.items():
         summary["vs_baseline"] = _ratios(summary, summaries[BASELINE])
         estimator, _, rollout = key.partition("+")
@@ -366,9 +401,13 @@ def run_study(
     out: Path,
     arms: tuple[Arm, ...] = tuple(parse_arms(",".join(DEFAULT_ARMS))),
     quick: bool = False,
+    jobs: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the protocol of every task in ``tasks``; write study.json, runs.json, study.png and study.txt.
+
+    Args:
+        jobs: worker processes (one torch thread each); 1 runs everything in this process.
 
     Raises:
         ValueError: one line, before any training, for an unknown task, arm or estimator, an arm
@@ -377,6 +416,8 @@ def run_study(
     unknown = [t for t in tasks if t not in PROTOCOLS]
     if unknown:
         raise ValueError(f"--task: unknown task {unknown[0]!r}; the study's tasks: {', '.join(PROTOCOLS)}.")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}.")
     protocols = [replace(PROTOCOLS[t], **QUICK) if quick else PROTOCOLS[t] for t in tasks]
     for proto in protocols:  # every setting of every task and arm, before anything runs
         proto.check()
@@ -385,15 +426,20 @@ def run_study(
             cfg.check()
             check_estimators(cfg.estimators, cfg.algorithm_config())
     started = time.perf_counter()
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
     with staged_outputs(out) as stage:
         study: dict[str, Any] = {"tasks": {}, "quick": quick}
         every_run: list[dict[str, Any]] = []
-        for proto in protocols:
-            entry, records = run_task(proto, arms, log)
-            study["tasks"][proto.task] = entry
-            every_run += [{"task": proto.task, **r} for r in records]
+        try:
+            for proto in protocols:
+                entry, records = run_task(proto, arms, pool, log)
+                study["tasks"][proto.task] = entry
+                every_run += [{"task": proto.task, **r} for r in records]
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         study["wall_time_s"] = time.perf_counter() - started
-        study["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1}
+        study["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "jobs": jobs, "torch_threads": 1}
         text = table(study)
         (stage / "study.txt").write_text(text, encoding="utf-8")
         (stage / "runs.json").write_text(json.dumps(every_run) + "\n", encoding="utf-8")
@@ -403,13 +449,14 @@ def run_study(
     return study
 
 
-def study_command(task: str, out: str, arms: str, quick: bool) -> int:
+def study_command(task: str, out: str, arms: str, quick: bool, jobs: int) -> int:
     """``tempo-verl study``: run and print the table. Returns 0, or 2 after one line on stderr (bad option, failure)."""
     import sys
 
     try:
         tasks = tuple(PROTOCOLS) if task == "all" else (task,)
-        run_study(tasks, Path(out), parse_arms(arms), quick=quick, log=lambda m: print(m, file=sys.stderr))
+        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        run_study(tasks, Path(out), parse_arms(arms), quick=quick, jobs=jobs, log=log)
     except (ValueError, RuntimeError, OSError) as err:
         print(f"tempo-verl study: error: {err}", file=sys.stderr)
         return 2

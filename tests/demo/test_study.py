@@ -4,6 +4,9 @@ command end to end on the --quick protocol (schema, paired seeds, whole-or-nothi
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,9 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from tempo_verl.cli import app
-from tempo_verl.demo.loop import DemoConfig
+from tempo_verl.demo.loop import DemoConfig, prepare
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
-from tempo_verl.demo.study import PROTOCOLS, QUICK, parse_arms, staged_outputs
+from tempo_verl.demo.study import PROTOCOLS, QUICK, Arm, Job, parse_arms, staged_outputs, train_job
 from tempo_verl.demo.task import RuleTask, make_task
 
 # ----- statistics ------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ def test_failed_study_leaves_no_outputs(tmp_path) -> None:
 def test_quick_study_end_to_end(tmp_path) -> None:
     torch.set_num_threads(1)
     arms = "grpo+independent,tempo+independent"
-    result = CliRunner().invoke(app, ["study", "--out", str(tmp_path), "--quick", "--arms", arms])
+    result = CliRunner().invoke(app, ["study", "--out", str(tmp_path), "--quick", "--arms", arms, "--jobs", "1"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.json", "study.json", "study.png", "study.txt"]
     study = json.loads((tmp_path / "study.json").read_text())
@@ -193,3 +196,16 @@ def test_quick_study_end_to_end(tmp_path) -> None:
     assert (tmp_path / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / "study.txt").read_text()
     assert "tempo+independent" in text and "task parity" in text
+
+
+@pytest.mark.slow
+def test_a_run_in_a_worker_process_is_the_run_trained_here() -> None:
+    proto = replace(PROTOCOLS["rule"], **QUICK)
+    arm = Arm("tempo", "independent")
+    ready = prepare(proto.config(arm, proto.lr_grid[0]))
+    job = Job(proto, arm, proto.lr_grid[0], QUICK["eval_seeds"][-1], "evaluation", ready.warm_state)
+    here = train_job(job)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        there = pool.submit(train_job, job).result()
+    assert here["reward"] == there["reward"] and here["generated_tokens"] == there["generated_tokens"]
+    assert len(here["reward"]) == proto.steps
