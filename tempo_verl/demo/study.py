@@ -15,7 +15,8 @@ An *arm* is an estimator from verl's registry and a rollout backend, written ``e
 
 Outputs (written into a temporary folder, then moved into ``--out``; ``study.json`` last):
 ``study.json`` (the results), ``runs.json`` (every run's reward and token curves), ``study.png``
-(reward curves with bands, and the ratios with their intervals) and ``study.txt`` (the table).
+(reward curves with bands, and the ratios with their intervals), ``study.txt`` (the table) and
+``trees-TASK-ARM.html`` (the prefix trees at the middle step of each arm's first evaluation seed).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 
 from tempo_verl.demo.loop import DemoConfig, Prepared, RunResult, check_estimators, prepare, train
 from tempo_verl.demo.model import ModelSize, build_tokenizer
+from tempo_verl.demo.report import tree_html
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
 from tempo_verl.demo.study_outputs import plot, staged_outputs, table
 
@@ -209,15 +211,27 @@ class Job:
     seed: int
     phase: str  # "selection" or "evaluation"
     warm_state: dict[str, torch.Tensor]
+    tree_step: int | None = None  # draw this step's prefix trees
 
 
-def train_job(job: Job) -> dict[str, Any]:
-    """Train one run with the demo's :func:`~tempo_verl.demo.loop.train` (one torch thread); return its record."""
+def train_job(job: Job) -> tuple[dict[str, Any], str | None]:
+    """Train one run with the demo's :func:`~tempo_verl.demo.loop.train` (one torch thread).
+
+    Returns:
+        the run's record, and the tree page of ``job.tree_step`` (HTML) when one was asked for.
+    """
     torch.set_num_threads(1)
     cfg = job.proto.config(job.arm, job.lr)
     task = cfg.make_task()
-    result = train(job.arm.estimator, job.seed, cfg, job.warm_state, build_tokenizer(task), task)
-    return _run_record(result, job.arm, job.lr, job.phase)
+    tokenizer = build_tokenizer(task)
+    result = train(job.arm.estimator, job.seed, cfg, job.warm_state, tokenizer, task, keep_tree_at=job.tree_step)
+    page = None
+    if result.tree is not None:
+        title = (
+            f"tempo-verl study: {job.proto.task}, {job.arm.key} (lr {job.lr:g}, seed {job.seed}), step {job.tree_step}"
+        )
+        page = tree_html(result.tree, tokenizer, title)
+    return _run_record(result, job.arm, job.lr, job.phase), page
 
 
 def run_task(
@@ -225,9 +239,10 @@ def run_task(
     arms: tuple[Arm, ...],
     pool: Executor | None = None,
     log: Callable[[str], None] = print,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]:
     """Run one task's protocol for ``arms`` (settings already checked by :func:`run_study`); return its
-    ``study.json`` entry and every run's record.
+    ``study.json`` entry, every run's record, and per arm the tree page (HTML) of the middle step of
+    its first evaluation seed.
 
     Args:
         pool: runs go to these worker processes when given (every run is seeded on its own, so the
@@ -236,10 +251,13 @@ def run_task(
     ready: Prepared = prepare(proto.config(arms[0], proto.lr_grid[0]))
     log(f"[{proto.task}] warm-up {ready.warmup_time_s:.0f} s")
     records: list[dict[str, Any]] = []
+    pages: dict[str, str] = {}
 
     def run(jobs: list[Job]) -> list[dict[str, Any]]:
         done = []
-        for record in pool.map(train_job, jobs) if pool is not None else map(train_job, jobs):
+        for record, page in pool.map(train_job, jobs) if pool is not None else map(train_job, jobs):
+            if page is not None:
+                pages[record["arm"]] = page
             log(
                 f"[{proto.task}] {record['phase']} {record['arm']} lr={record['lr']:g} seed={record['seed']}: "
                 f"final reward {np.mean(record['reward'][-FINAL_WINDOW:]):.2f} ({record['wall_s']:.0f} s)"
@@ -259,8 +277,13 @@ def run_task(
         }
         selection[arm.key] = {f"{lr:g}": score for lr, score in scores.items()}
         chosen[arm] = max(proto.lr_grid, key=lambda lr: (scores[lr], -lr))  # ties: the smaller lr
+    middle = max(1, proto.steps // 2)
     evaluated = run(
-        [Job(proto, a, chosen[a], s, "evaluation", ready.warm_state) for a in arms for s in proto.eval_seeds]
+        [
+            Job(proto, a, chosen[a], s, "evaluation", ready.warm_state, middle if s == proto.eval_seeds[0] else None)
+            for a in arms
+            for s in proto.eval_seeds
+        ]
     )
     summaries = {
         arm.key: {"lr": chosen[arm], **_arm_summary([r for r in evaluated if r["arm"] == arm.key], proto)}
@@ -284,7 +307,7 @@ def run_task(
         "arms": summaries,
         "warmup_time_s": ready.warmup_time_s,
     }
-    return entry, records
+    return entry, records, pages
 
 
 def run_study(
@@ -323,9 +346,11 @@ def run_study(
         every_run: list[dict[str, Any]] = []
         try:
             for proto in protocols:
-                entry, records = run_task(proto, arms, pool, log)
+                entry, records, pages = run_task(proto, arms, pool, log)
                 study["tasks"][proto.task] = entry
                 every_run += [{"task": proto.task, **r} for r in records]
+                for key, page in pages.items():
+                    (stage / f"trees-{proto.task}-{key}.html").write_text(page, encoding="utf-8")
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

@@ -164,7 +164,12 @@ def test_quick_study_end_to_end(tmp_path) -> None:
     arms = "grpo+independent,tempo+independent"
     result = CliRunner().invoke(app, ["study", "--out", str(tmp_path), "--quick", "--arms", arms, "--jobs", "1"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.json", "study.json", "study.png", "study.txt"]
+    pages = [f"trees-{t}-{a}.html" for t in PROTOCOLS for a in ("grpo+independent", "tempo+independent")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["runs.json", "study.json", "study.png", "study.txt", *pages]
+    )
+    html = (tmp_path / "trees-rule-tempo+independent.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "find " in html and "step 1" in html
     study = json.loads((tmp_path / "study.json").read_text())
     runs = json.loads((tmp_path / "runs.json").read_text())
     assert study["quick"] is True and set(study["tasks"]) == set(PROTOCOLS)
@@ -205,8 +210,8 @@ def test_a_run_in_a_worker_process_is_the_run_trained_here() -> None:
     arm = Arm("tempo", "independent")
     ready = prepare(proto.config(arm, proto.lr_grid[0]))
     job = Job(proto, arm, proto.lr_grid[0], QUICK["eval_seeds"][-1], "evaluation", ready.warm_state)
-    here = train_job(job)
+    here, _ = train_job(job)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        there = pool.submit(train_job, job).result()
+        there, _ = pool.submit(train_job, job).result()
     assert here["reward"] == there["reward"] and here["generated_tokens"] == there["generated_tokens"]
     assert len(here["reward"]) == proto.steps
