@@ -142,7 +142,7 @@ class Protocol:
 
 PROTOCOLS: dict[str, Protocol] = {
     "parity": Protocol(task="parity", steps=50, lr_grid=(5e-4, 1e-3, 2e-3), target=0.8),
-    "rule": Protocol(task="rule", steps=100, lr_grid=(5e-4, 1e-3, 1.5e-3), target=0.4),
+    "rule": Protocol(task="rule", steps=150, lr_grid=(5e-4, 1e-3, 1.5e-3), target=0.4),
 }
 
 # --quick: the same code path in seconds (for tests), not a result.
