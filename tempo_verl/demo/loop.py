@@ -89,7 +89,7 @@ class DemoConfig:
         num_digits: decision tokens per response (``K``); None: the task's default (3).
         rollout: how a group is sampled: ``independent`` (G samples per prompt) or ``tree``.
         prompts_per_step, group_size: ``P`` prompts per step, ``G`` responses per prompt.
-        max_new_tokens: response width ``L``; None: the well-formed length (``<eos>`` included) plus 6
+        max_new_tokens: response width ``L``; None: the well-formed length (``<eos>`` included) plus 7
             (parity, K = 3: 16).
         lr: AdamW learning rate of the RL phase.
         mini_batches: optimizer steps per RL step (verl's ``ppo_mini_batch_size = P*G/mini_batches``), 1 epoch.
@@ -137,8 +137,8 @@ class DemoConfig:
         return make_task(self.task, self.num_digits)
 
     def response_width(self, task: ItemTask) -> int:
-        """``L``: ``max_new_tokens``, or the task's well-formed length (``<eos>`` included) plus 6."""
-        return self.max_new_tokens if self.max_new_tokens is not None else task.max_response_words + 7
+        """``L``: ``max_new_tokens``, or the task's well-formed length (``<eos>`` included) plus 7."""
+        return self.max_new_tokens if self.max_new_tokens is not None else task.max_response_words + 8
 
     def algorithm_config(self) -> DictConfig:
         """verl's ``algorithm`` section as its trainer hands it to estimators: verl's ``AlgoConfig``
