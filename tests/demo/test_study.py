@@ -84,6 +84,9 @@ def test_rule_task_decisions_depend_on_the_prompt() -> None:
         assert task.score((1, 3, 8, 5), wrong) == 0.0, wrong
     # Responses are several times longer than their decisions.
     assert task.max_response_words + 1 >= 3 * task.num_digits
+    # The default response width leaves room past <eos>, and parity keeps the demo's 16.
+    rule, parity = DemoConfig(task="rule"), DemoConfig()
+    assert rule.response_width(rule.make_task()) == 19 and parity.response_width(parity.make_task()) == 16
 
 
 def test_rule_task_warm_up_data_guesses_and_prompts_cover_both_rules() -> None:
