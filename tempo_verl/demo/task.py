@@ -32,6 +32,7 @@ Tasks are looked up by name with :func:`make_task`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import torch
@@ -91,9 +92,9 @@ class ItemTask:
         """Every word of the task, special tokens first (``<pad>`` = 0, ``<eos>`` = 1, ``<unk>`` = 2)."""
         return [PAD, EOS, UNK, *self.keywords, *self.separators, *self.labels, *DIGITS]
 
-    @property
+    @cached_property
     def max_response_words(self) -> int:
-        """Words in a well-formed response, ``<eos>`` excluded (the same for every problem)."""
+        """Words in a well-formed response, ``<eos>`` excluded (the same for every problem; computed once)."""
         problem = self.sample_prompts(1, torch.Generator().manual_seed(0))[0]
         return len(self._expected(problem, [self.labels[0]] * self.num_digits, [self.separators[0]] * self.num_digits))
 
