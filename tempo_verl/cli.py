@@ -17,7 +17,7 @@ def _typer(name: str, summary: str) -> typer.Typer:
     )
 
 
-app = _typer("tempo-verl", "TEMPO tree-structured credit assignment for verl: demo, tree pictures, data preparation.")
+app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, tree pictures, data preparation.")
 data_app = _typer(
     "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
@@ -188,6 +188,34 @@ def demo(
     from tempo_verl.demo.command import demo_command
 
     status = demo_command(out, seeds, steps, estimators, device)
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command("study")
+def study(
+    out: str = typer.Option(..., "--out", metavar="DIR", help="Output folder (created if missing)."),
+    task: str = typer.Option("all", "--task", metavar="NAME", help="parity, rule, or all (both)."),
+    arms: str = typer.Option(
+        "grpo+independent,tempo+independent,grpo+tree,tempo+tree",
+        "--arms",
+        metavar="EST+ROLLOUT,...",
+        help="Arms: an estimator from verl's registry + independent|tree. grpo+independent (the baseline) is "
+        "always run.",
+    ),
+    quick: bool = typer.Option(False, "--quick", help="A tiny protocol that checks the machinery in seconds."),
+    jobs: int = typer.Option(2, "--jobs", metavar="N", help="Worker processes, one CPU thread each (1: no workers)."),
+) -> None:
+    """Each arm at its best learning rate on fresh paired seeds, with 95 % bootstrap intervals (see docs/demo.md).
+
+    Per task: every arm is trained at every lr of the protocol's grid on the selection seeds, takes
+    the lr with the highest mean reward, then trains on the evaluation seeds (the same for every
+    arm). Writes study.json, runs.json, study.png and study.txt to --out, whole or not at all.
+    The full protocol is sized for 40 minutes on 2 CPU cores (--jobs 2).
+    """
+    from tempo_verl.demo.study import study_command
+
+    status = study_command(task, out, arms, quick, jobs)
     if status:
         raise typer.Exit(status)
 

@@ -1,6 +1,7 @@
-"""The demo's RL loop: GRPO-style training of a tiny LM on the parity task, one estimator at a time.
+"""The demo's RL loop: GRPO-style training of a tiny LM on one of the demo's tasks, one estimator at a time.
 
-Read top to bottom: config, then one run (:func:`train`), then the whole demo (:func:`run_demo`).
+Read top to bottom: config, then one run (:func:`train`), then the shared warm-up (:func:`prepare`)
+and the whole demo (:func:`run_demo`).
 
 Every step of :func:`train`::
 
@@ -51,10 +52,24 @@ from tempo_verl.demo.model import (
     sample_responses,
     warm_up,
 )
-from tempo_verl.demo.task import ParityTask
+from tempo_verl.demo.task import TASKS, ItemTask, make_task
 from tempo_verl.plugin.state import TokenInputs, token_inputs
 
-__all__ = ["DemoConfig", "RunResult", "check_estimators", "compute_advantages", "run_demo", "train"]
+__all__ = [
+    "ROLLOUTS",
+    "DemoConfig",
+    "Prepared",
+    "RunResult",
+    "check_estimators",
+    "compute_advantages",
+    "prepare",
+    "run_demo",
+    "train",
+]
+
+# Rollout backends this build can run. "tree" (a group sampled as a prefix tree) arrives with the
+# tree-rollout agent loop (issue 12); until then DemoConfig.check refuses it by name.
+ROLLOUTS: tuple[str, ...] = ("independent",)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -70,9 +85,12 @@ class DemoConfig:
         steps: RL steps per run.
         estimators: names in verl's advantage-estimator registry (``tempo`` is ours).
         device: ``cpu`` or ``cuda``.
-        num_digits: decision tokens per response (``K``).
+        task: the task's name in :data:`tempo_verl.demo.task.TASKS` (``parity``, ``rule``).
+        num_digits: decision tokens per response (``K``); None: the task's default (3).
+        rollout: how a group is sampled: ``independent`` (G samples per prompt) or ``tree``.
         prompts_per_step, group_size: ``P`` prompts per step, ``G`` responses per prompt.
-        max_new_tokens: response width ``L`` (a well-formed response needs ``4K`` tokens with ``<eos>``).
+        max_new_tokens: response width ``L``; None: the well-formed length (``<eos>`` included) plus 7
+            (parity, K = 3: 16).
         lr: AdamW learning rate of the RL phase.
         mini_batches: optimizer steps per RL step (verl's ``ppo_mini_batch_size = P*G/mini_batches``), 1 epoch.
         clip_ratio: PPO clip range.
@@ -92,10 +110,12 @@ class DemoConfig:
     steps: int = 80
     estimators: tuple[str, ...] = ("tempo", "grpo")
     device: str = "cpu"
-    num_digits: int = 3
+    task: str = "parity"
+    num_digits: int | None = None
+    rollout: str = "independent"
     prompts_per_step: int = 16
     group_size: int = 8
-    max_new_tokens: int = 16
+    max_new_tokens: int | None = None
     lr: float = 3e-4
     mini_batches: int = 2
     clip_ratio: float = 0.2
@@ -111,6 +131,14 @@ class DemoConfig:
     model: ModelSize = field(default_factory=ModelSize)
     tree_step: int | None = None
     threads: int = 1
+
+    def make_task(self) -> ItemTask:
+        """The task these settings name."""
+        return make_task(self.task, self.num_digits)
+
+    def response_width(self, task: ItemTask) -> int:
+        """``L``: ``max_new_tokens``, or the task's well-formed length (``<eos>`` included) plus 7."""
+        return self.max_new_tokens if self.max_new_tokens is not None else task.max_response_words + 8
 
     def algorithm_config(self) -> DictConfig:
         """verl's ``algorithm`` section as its trainer hands it to estimators: verl's ``AlgoConfig``
@@ -140,8 +168,23 @@ class DemoConfig:
         """Raise ``ValueError`` (one line) on settings the loop cannot run."""
         positive = ("seeds", "steps", "num_digits", "prompts_per_step", "group_size", "mini_batches", "threads")
         for name in positive:
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if self.task not in TASKS:
+            raise ValueError(f"task: unknown task {self.task!r}; known tasks: {', '.join(TASKS)}.")
+        if self.rollout not in ("independent", "tree"):
+            raise ValueError(f"rollout must be 'independent' or 'tree', got {self.rollout!r}.")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(
+                f"rollout {self.rollout!r} is not available in this build (it needs the tree-rollout agent loop, "
+                f"issue 12); use rollout 'independent'."
+            )
+        task = self.make_task()
+        if self.response_width(task) <= task.max_response_words:
+            raise ValueError(
+                f"max_new_tokens must exceed the task's well-formed response ({task.max_response_words} words "
+                f"+ <eos>), got {self.max_new_tokens}."
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
         if not self.estimators:
@@ -248,6 +291,8 @@ class RunResult:
         step_logs: one dict of metrics per step (reward, times, loss, ``tempo/*`` tree metrics, ...).
         final_state: the policy's parameters after the last step.
         tree: the snapshot for the tree picture, when requested.
+        generated_tokens: response tokens sampled at each step (independent sampling: every response token,
+            ``<eos>`` included; a tree rollout generates a shared prefix once).
     """
 
     estimator: str
@@ -256,6 +301,7 @@ class RunResult:
     step_logs: list[dict[str, float]]
     final_state: dict[str, torch.Tensor]
     tree: TreeSnapshot | None = None
+    generated_tokens: list[int] = field(default_factory=list)
 
 
 def _sync(device: torch.device) -> None:
@@ -269,7 +315,7 @@ def train(
     cfg: DemoConfig,
     warm_state: dict[str, torch.Tensor],
     tokenizer: PreTrainedTokenizerFast,
-    task: ParityTask,
+    task: ItemTask,
     keep_tree_at: int | None = None,
     on_step: Callable[[str, int, float], None] | None = None,
 ) -> RunResult:
@@ -289,7 +335,9 @@ def train(
     prompt_rng = torch.Generator().manual_seed(seed)
     sample_rng = torch.Generator(device=device).manual_seed(10_000 + seed)
     G, P = cfg.group_size, cfg.prompts_per_step
+    width = cfg.response_width(task)
     rewards_curve: list[float] = []
+    generated: list[int] = []
     logs: list[dict[str, float]] = []
     snapshot: TreeSnapshot | None = None
 
@@ -298,11 +346,11 @@ def train(
         t_start = time.perf_counter()
 
         # 1. Rollout: G samples per prompt at temperature 1, rows of a group adjacent.
-        digits = task.sample_digits(P, prompt_rng)
-        prompts = encode_prompts(tokenizer, [task.prompt_text(d) for d in digits], device).repeat_interleave(G, 0)
+        problems = task.sample_prompts(P, prompt_rng)
+        prompts = encode_prompts(tokenizer, [task.prompt_text(p) for p in problems], device).repeat_interleave(G, 0)
         model.eval()
         responses, lengths = sample_responses(
-            model, prompts, cfg.max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, sample_rng
+            model, prompts, width, tokenizer.eos_token_id, tokenizer.pad_token_id, sample_rng
         )
         positions = torch.arange(responses.shape[1], device=device)
         response_mask = (positions[None, :] < lengths[:, None]).float()  # (bs, L), <eos> included
@@ -310,7 +358,7 @@ def train(
 
         # 2. Reward: the checker reads each response up to its end; the score sits on the last token.
         scores = torch.tensor(
-            [task.score(digits[i // G], text) for i, text in enumerate(_response_texts(tokenizer, responses, lengths))],
+            [task.score(problems[i // G], t) for i, t in enumerate(_response_texts(tokenizer, responses, lengths))],
             dtype=torch.float32,
             device=device,
         )
@@ -364,16 +412,18 @@ def train(
             if not adv_metrics:
                 adv_metrics = tree_metrics(forest, response_mask)
         if step == keep_tree_at and forest is not None:
-            texts = {str(uids[i * G]): task.prompt_text(d) for i, d in enumerate(digits)}
+            texts = {str(uids[i * G]): task.prompt_text(p) for i, p in enumerate(problems)}
             snapshot = TreeSnapshot(step, forest, responses.cpu(), response_mask.cpu(), [str(u) for u in uids], texts)
         reward = float(scores.mean())
         rewards_curve.append(reward)
+        generated.append(int(lengths.sum()))
         log = {
             "step": float(step),
             "reward": reward,
             "step_time_s": step_time,
             "estimator_time_s": estimator_time,
             "response_length": float(lengths.float().mean()),
+            "generated_tokens": float(generated[-1]),
             "adv_abs_mean": float(masked_mean(advantages.abs(), response_mask)),
         }
         log.update({k: float(np.mean(v)) for k, v in step_stats.items()})
@@ -383,7 +433,7 @@ def train(
             on_step(estimator, step, reward)
 
     final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot)
+    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot, generated)
 
 
 def _response_texts(tokenizer: PreTrainedTokenizerFast, responses: torch.Tensor, lengths: torch.Tensor) -> list[str]:
@@ -400,8 +450,33 @@ def _response_texts(tokenizer: PreTrainedTokenizerFast, responses: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------------------------
-# The whole demo: one shared warm-up, then every (seed, estimator) run
+# The shared warm-up, then the whole demo: every (seed, estimator) run from the same weights
 # ----------------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """What every run of one task starts from: the task, its tokenizer and the warmed-up weights."""
+
+    task: ItemTask
+    tokenizer: PreTrainedTokenizerFast
+    warm_state: dict[str, torch.Tensor]
+    warmup_losses: list[float]
+    warmup_time_s: float
+
+
+def prepare(cfg: DemoConfig) -> Prepared:
+    """Set the CPU threads, build the task's tokenizer and policy, and run the supervised format warm-up once."""
+    if cfg.device == "cpu":
+        torch.set_num_threads(max(1, min(cfg.threads, os.cpu_count() or 1)))
+    device = torch.device(cfg.device)
+    task = cfg.make_task()
+    tokenizer = build_tokenizer(task)
+    t0 = time.perf_counter()
+    model = build_model(tokenizer, cfg.model, seed=cfg.warmup_seed).to(device)
+    losses = warm_up(model, tokenizer, task, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr, cfg.warmup_seed, device)
+    warm_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return Prepared(task, tokenizer, warm_state, losses, time.perf_counter() - t0)
+
+
 @dataclass
 class DemoResult:
     """All runs of a demo, plus what the report needs."""
@@ -425,21 +500,7 @@ def run_demo(
     """
     cfg.check()
     check_estimators(cfg.estimators, cfg.algorithm_config())
-    if cfg.device == "cpu":
-        torch.set_num_threads(max(1, min(cfg.threads, os.cpu_count() or 1)))
-    device = torch.device(cfg.device)
-    task = ParityTask(num_digits=cfg.num_digits)
-    tokenizer = build_tokenizer(task)
-
-    t0 = time.perf_counter()
-    model = build_model(tokenizer, cfg.model, seed=cfg.warmup_seed).to(device)
-    warmup_losses = warm_up(
-        model, tokenizer, task, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr, cfg.warmup_seed, device
-    )
-    warm_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    warmup_time = time.perf_counter() - t0
-    del model
-
+    ready = prepare(cfg)
     tree_step = cfg.tree_step if cfg.tree_step is not None else max(1, cfg.steps // 2)
     runs = []
     for seed in range(cfg.seeds):
@@ -450,5 +511,6 @@ def run_demo(
                 if on_step is not None:
                     on_step(est, seed, step, reward)
 
-            runs.append(train(name, seed, cfg, warm_state, tokenizer, task, keep_tree_at=keep, on_step=step_cb))
-    return DemoResult(cfg, runs, warmup_losses, warmup_time, tokenizer, warm_state)
+            args = (ready.warm_state, ready.tokenizer, ready.task)
+            runs.append(train(name, seed, cfg, *args, keep_tree_at=keep, on_step=step_cb))
+    return DemoResult(cfg, runs, ready.warmup_losses, ready.warmup_time_s, ready.tokenizer, ready.warm_state)

@@ -16,7 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from verl.utils.torch_functional import logprobs_from_logits
 
-from tempo_verl.demo.task import EOS, PAD, UNK, ParityTask
+from tempo_verl.demo.task import EOS, PAD, UNK, ItemTask
 
 __all__ = [
     "ModelSize",
@@ -41,7 +41,7 @@ class ModelSize:
     intermediate_size: int = 192
 
 
-def build_tokenizer(task: ParityTask) -> PreTrainedTokenizerFast:
+def build_tokenizer(task: ItemTask) -> PreTrainedTokenizerFast:
     """A whitespace word-level tokenizer over ``task.words`` (``<pad>`` = 0, ``<eos>`` = 1)."""
     vocab = {w: i for i, w in enumerate(task.words)}
     core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
@@ -145,7 +145,7 @@ def sample_responses(
 def warm_up(
     model: Qwen3ForCausalLM,
     tokenizer: PreTrainedTokenizerFast,
-    task: ParityTask,
+    task: ItemTask,
     steps: int,
     batch_size: int,
     lr: float,
@@ -154,8 +154,8 @@ def warm_up(
 ) -> list[float]:
     """Supervised warm-up on the task's *format*: next-token cross-entropy on random-label responses.
 
-    The labels of the warm-up data are coin flips (:meth:`ParityTask.format_example`), so the
-    warmed-up policy writes well-formed responses but guesses every parity. Loss on response
+    The labels of the warm-up data are coin flips (:meth:`ItemTask.format_example`), so the
+    warmed-up policy writes well-formed responses but guesses every label. Loss on response
     tokens (``<eos>`` included) only.
 
     Returns:
@@ -166,9 +166,9 @@ def warm_up(
     model.train()
     losses = []
     for _ in range(steps):
-        digits = task.sample_digits(batch_size, generator)
-        prompts = encode_prompts(tokenizer, [task.prompt_text(d) for d in digits], device)
-        texts = [task.format_example(d, generator) for d in digits]
+        problems = task.sample_prompts(batch_size, generator)
+        prompts = encode_prompts(tokenizer, [task.prompt_text(p) for p in problems], device)
+        texts = [task.format_example(p, generator) for p in problems]
         # Every well-formed response has the same number of words, so no padding is needed.
         targets = torch.tensor(
             [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts],

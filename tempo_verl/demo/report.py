@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tempo_verl.demo.loop import DemoResult, RunResult
+from tempo_verl.demo.loop import DemoResult, RunResult, TreeSnapshot
 
-__all__ = ["DemoReport", "steps_to_target", "summarize", "write_outputs"]
+__all__ = ["DemoReport", "steps_to_target", "summarize", "tree_html", "write_outputs"]
 
 
 def steps_to_target(curve: list[float], target: float, window: int) -> int | None:
@@ -103,20 +103,24 @@ def plot_curves(summary: dict[str, Any], path: Path, window: int) -> None:
     plt.close(fig)
 
 
-def write_tree_page(result: DemoResult, path: Path, max_groups: int = 8) -> bool:
-    """The tree picture of the kept step's groups, with the tree command's renderer. False when no step was kept."""
+def tree_html(snap: TreeSnapshot, tokenizer: Any, title: str, max_groups: int = 8) -> str:
+    """The tree page of a kept step's groups (the tree command's renderer), with each group's prompt."""
     from tempo_verl.trees.records import group_records
     from tempo_verl.trees.render import render_html
 
-    run = next((r for r in result.runs if r.tree is not None), None)
-    if run is None or run.tree is None:
-        return False
-    snap = run.tree
     records = group_records(snap.forest, snap.responses, snap.response_mask, snap.uids, snap.step, max_groups)
     for record in records:
         record["prompt"] = snap.prompts.get(str(record["uid"]), "")
-    title = f"tempo-verl demo: prefix trees at step {snap.step} ({run.estimator}, seed {run.seed})"
-    path.write_text(render_html(records, tokenizer=result.tokenizer, title=title), encoding="utf-8")
+    return render_html(records, tokenizer=tokenizer, title=title)
+
+
+def write_tree_page(result: DemoResult, path: Path, max_groups: int = 8) -> bool:
+    """The tree picture of the kept step's groups. False when no step was kept."""
+    run = next((r for r in result.runs if r.tree is not None), None)
+    if run is None or run.tree is None:
+        return False
+    title = f"tempo-verl demo: prefix trees at step {run.tree.step} ({run.estimator}, seed {run.seed})"
+    path.write_text(tree_html(run.tree, result.tokenizer, title, max_groups), encoding="utf-8")
     return True
 
 

@@ -40,7 +40,7 @@ def warm():
     """A warmed-up tiny policy shared by the loop tests: (cfg, task, tokenizer, state)."""
     torch.set_num_threads(1)
     cfg = tiny_config()
-    task = ParityTask(cfg.num_digits)
+    task = cfg.make_task()
     tokenizer = build_tokenizer(task)
     model = build_model(tokenizer, cfg.model, seed=cfg.warmup_seed)
     losses = warm_up(model, tokenizer, task, cfg.warmup_steps, cfg.warmup_batch, cfg.warmup_lr, 7, torch.device("cpu"))
