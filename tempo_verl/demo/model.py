@@ -41,13 +41,19 @@ class ModelSize:
     intermediate_size: int = 192
 
 
+#: The demo's chat template: the messages' text, nothing added (verl's agent loops build prompts with it).
+CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+
+
 def build_tokenizer(task: ParityTask) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer over ``task.words`` (``<pad>`` = 0, ``<eos>`` = 1)."""
+    """A whitespace word-level tokenizer over ``task.words`` (``<pad>`` = 0, ``<eos>`` = 1), :data:`CHAT_TEMPLATE`."""
     vocab = {w: i for i, w in enumerate(task.words)}
     core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize, seed: int) -> Qwen3ForCausalLM:
