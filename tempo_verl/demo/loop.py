@@ -4,7 +4,8 @@ Read top to bottom: config, then one run (:func:`train`), then the whole demo (:
 
 Every step of :func:`train`::
 
-    prompts  -> sample G responses each at temperature 1 (KV cache)           [model.py]
+    prompts  -> sample G responses each at temperature 1 (tempo_tree agent loop,  [model.py, rollout/]
+                CPU backend; independent, or a tree with --rollout tree)
              -> score them with the task's checker                             [task.py]
              -> advantages from verl's registry: get_adv_estimator_fn(name)    [verl; tempo via our plugin]
              -> old log-probs, then PPO-clip loss from verl's policy-loss registry
@@ -48,13 +49,16 @@ from tempo_verl.demo.model import (
     build_tokenizer,
     encode_prompts,
     response_log_probs,
-    sample_responses,
+    sample_groups,
     warm_up,
 )
 from tempo_verl.demo.task import ParityTask
 from tempo_verl.plugin.state import TokenInputs, token_inputs
 
-__all__ = ["DemoConfig", "RunResult", "check_estimators", "compute_advantages", "run_demo", "train"]
+#: The demo's rollouts (``DemoConfig.rollout``).
+ROLLOUTS = ("independent", "tree")
+
+__all__ = ["ROLLOUTS", "DemoConfig", "RunResult", "check_estimators", "compute_advantages", "run_demo", "train"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,6 +89,8 @@ class DemoConfig:
         model: the Qwen3 sizes.
         tree_step: the step whose groups the tree picture shows (default: the middle step).
         threads: torch CPU threads.
+        rollout: ``independent`` (every response sampled from the prompt) or ``tree`` (a quarter of each
+            group are roots, the rest branch from them at their least sure tokens: ``tempo_tree``).
     """
 
     out: Path = Path("tempo_demo")
@@ -111,6 +117,11 @@ class DemoConfig:
     model: ModelSize = field(default_factory=ModelSize)
     tree_step: int | None = None
     threads: int = 1
+    rollout: str = "independent"
+
+    def roots(self) -> int:
+        """Roots per group of the ``tempo_tree`` loop: all of them for independent sampling."""
+        return self.group_size if self.rollout == "independent" else max(1, self.group_size // 4)
 
     def algorithm_config(self) -> DictConfig:
         """verl's ``algorithm`` section as its trainer hands it to estimators: verl's ``AlgoConfig``
@@ -152,6 +163,8 @@ class DemoConfig:
             raise ValueError("mini_batches must divide prompts_per_step * group_size.")
         if self.prompts_per_step % self.mini_batches:
             raise ValueError("mini_batches must divide prompts_per_step (a mini-batch holds whole groups).")
+        if self.rollout not in ROLLOUTS:
+            raise ValueError(f"rollout must be one of {list(ROLLOUTS)}, got {self.rollout!r}.")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}.")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -248,6 +261,8 @@ class RunResult:
         step_logs: one dict of metrics per step (reward, times, loss, ``tempo/*`` tree metrics, ...).
         final_state: the policy's parameters after the last step.
         tree: the snapshot for the tree picture, when requested.
+        generated_tokens: tokens the policy generated in each step's rollout (a tree branch's prefix
+            is its parent's and is not counted twice).
     """
 
     estimator: str
@@ -256,6 +271,7 @@ class RunResult:
     step_logs: list[dict[str, float]]
     final_state: dict[str, torch.Tensor]
     tree: TreeSnapshot | None = None
+    generated_tokens: list[int] = field(default_factory=list)
 
 
 def _sync(device: torch.device) -> None:
@@ -287,9 +303,10 @@ def train(
     policy_loss = core_algos.get_policy_loss_fn("vanilla")
     algorithm = cfg.algorithm_config()
     prompt_rng = torch.Generator().manual_seed(seed)
-    sample_rng = torch.Generator(device=device).manual_seed(10_000 + seed)
+    sample_rng = torch.Generator().manual_seed(10_000 + seed)
     G, P = cfg.group_size, cfg.prompts_per_step
     rewards_curve: list[float] = []
+    generated_tokens: list[int] = []
     logs: list[dict[str, float]] = []
     snapshot: TreeSnapshot | None = None
 
@@ -297,13 +314,16 @@ def train(
         _sync(device)
         t_start = time.perf_counter()
 
-        # 1. Rollout: G samples per prompt at temperature 1, rows of a group adjacent.
+        # 1. Rollout: G samples per prompt at temperature 1 (independent, or a tree), rows of a group adjacent.
         digits = task.sample_digits(P, prompt_rng)
-        prompts = encode_prompts(tokenizer, [task.prompt_text(d) for d in digits], device).repeat_interleave(G, 0)
+        texts = [task.prompt_text(d) for d in digits]
+        prompts = encode_prompts(tokenizer, texts, device).repeat_interleave(G, 0)
         model.eval()
-        responses, lengths = sample_responses(
-            model, prompts, cfg.max_new_tokens, tokenizer.eos_token_id, tokenizer.pad_token_id, sample_rng
+        responses, lengths, generated = sample_groups(
+            model, tokenizer, texts, G, cfg.max_new_tokens, sample_rng, cfg.roots()
         )
+        responses, lengths = responses.to(device), lengths.to(device)
+        generated_tokens.append(generated)
         positions = torch.arange(responses.shape[1], device=device)
         response_mask = (positions[None, :] < lengths[:, None]).float()  # (bs, L), <eos> included
         uids = np.array([f"{step}-{i // G}" for i in range(P * G)], dtype=object)
@@ -374,6 +394,7 @@ def train(
             "step_time_s": step_time,
             "estimator_time_s": estimator_time,
             "response_length": float(lengths.float().mean()),
+            "generated_tokens": float(generated),
             "adv_abs_mean": float(masked_mean(advantages.abs(), response_mask)),
         }
         log.update({k: float(np.mean(v)) for k, v in step_stats.items()})
@@ -383,7 +404,7 @@ def train(
             on_step(estimator, step, reward)
 
     final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot)
+    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot, generated_tokens)
 
 
 def _response_texts(tokenizer: PreTrainedTokenizerFast, responses: torch.Tensor, lengths: torch.Tensor) -> list[str]:

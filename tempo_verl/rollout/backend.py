@@ -115,21 +115,30 @@ class TransformersServer:
             if all(done):
                 break
             logits = out.logits[:, -1].float().cpu()
+            scaled = torch.stack(
+                [
+                    _top_k_top_p(
+                        logits[i] / t if t > 0 else logits[i],
+                        int(r.params.get("top_k", -1) or -1),
+                        float(r.params.get("top_p", 1.0)),
+                    )
+                    for i, (r, t) in enumerate(zip(batch, temperatures, strict=True))
+                ]
+            )
+            logp = torch.log_softmax(scaled, -1)
+            probs = logp.exp()
             step = torch.full((len(batch),), self.pad_token_id, dtype=torch.long)
-            for i, r in enumerate(batch):
+            for i in range(len(batch)):
                 if done[i]:
                     continue
-                scaled = logits[i] / temperatures[i] if temperatures[i] > 0 else logits[i]
-                scaled = _top_k_top_p(scaled, int(r.params.get("top_k", -1) or -1), float(r.params.get("top_p", 1.0)))
-                logp = torch.log_softmax(scaled, -1)
                 token = (
-                    int(logp.argmax())
+                    int(logp[i].argmax())
                     if temperatures[i] <= 0
-                    else int(torch.multinomial(logp.exp(), 1, generator=generators[i]))
+                    else int(torch.multinomial(probs[i], 1, generator=generators[i]))
                 )
                 step[i] = token
                 tokens[i].append(token)
-                logprobs[i].append(float(logp[token]))
+                logprobs[i].append(float(logp[i, token]))
                 done[i] = token == self.eos_token_id or len(tokens[i]) >= budgets[i]
             if all(done):
                 break
