@@ -109,6 +109,17 @@ def response_log_probs(model: Qwen3ForCausalLM, prompts: torch.Tensor, responses
     return logprobs_from_logits(logits[:, p - 1 : -1].float(), responses)
 
 
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every step (``asyncio.run`` would start, and stop, a fresh thread pool each step)."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
 def sample_groups(
     model: Qwen3ForCausalLM,
     tokenizer: PreTrainedTokenizerFast,
@@ -140,7 +151,7 @@ def sample_groups(
         loop = make_agent_loop(server, tokenizer, group_size, 64, max_new_tokens, {"roots": roots})
         return await rollout_groups(loop, prompt_texts, uids, group_size, params)
 
-    outputs = [out for group in asyncio.run(rollout()) for out in group]
+    outputs = [out for group in _event_loop().run_until_complete(rollout()) for out in group]
     responses = torch.full((len(outputs), max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
     lengths = torch.tensor([len(out.response_ids) for out in outputs], dtype=torch.long)
     for i, out in enumerate(outputs):

@@ -8,6 +8,7 @@ tasks of one event loop with ``uid`` and ``session_id``, as ``AgentLoopWorkerTQ.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,14 +35,21 @@ def make_agent_loop(
         "custom": {"tree": tree or {}},
     }
     config = OmegaConf.create({"actor_rollout_ref": {"rollout": rollout}, "data": {}})
-    return TreeAgentLoop(
-        trainer_config=DictConfigWrap(config),
-        server_manager=server,
-        tokenizer=tokenizer,
-        processor=None,
-        dataset_cls=RLHFDataset,
-        data_config=DictConfigWrap(config.data),
-    )
+    # verl warns once per loop that a tokenizer without a model family gets its default prompt builder
+    wiring = logging.getLogger("verl.utils.tokenizer.continuous_token_wiring")
+    level = wiring.level
+    wiring.setLevel(logging.ERROR)
+    try:
+        return TreeAgentLoop(
+            trainer_config=DictConfigWrap(config),
+            server_manager=server,
+            tokenizer=tokenizer,
+            processor=None,
+            dataset_cls=RLHFDataset,
+            data_config=DictConfigWrap(config.data),
+        )
+    finally:
+        wiring.setLevel(level)
 
 
 async def rollout_groups(
