@@ -177,6 +177,12 @@ def demo(
         "tempo,grpo", "--estimators", metavar="A,B", help="Estimators from verl's registry, comma-separated."
     ),
     device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Where the model runs."),
+    rollout: str = typer.Option(
+        "independent",
+        "--rollout",
+        metavar="independent|tree",
+        help="How each group is sampled: independently, or as a prefix tree (the tempo_tree agent loop).",
+    ),
 ) -> None:
     """TEMPO against verl's GRPO on a small verifiable task, on any machine (about 3 minutes on 2 CPU cores).
 
@@ -187,7 +193,7 @@ def demo(
     """
     from tempo_verl.demo.command import demo_command
 
-    status = demo_command(out, seeds, steps, estimators, device)
+    status = demo_command(out, seeds, steps, estimators, device, rollout)
     if status:
         raise typer.Exit(status)
 

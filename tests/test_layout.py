@@ -17,10 +17,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tempo_verl"
 ALLOWED = {
     "core": set(),
     "outputs": set(),
+    "knobs": set(),
     "recipes": {"outputs"},
     "trees": {"core", "outputs"},
-    "plugin": {"core", "trees", "rollout"},
-    "rollout": {"core", "plugin"},
+    "plugin": {"core", "knobs", "trees", "rollout"},
+    "rollout": {"core", "knobs"},
     "demo": {"__init__", "core", "plugin", "trees", "rollout", "recipes", "outputs"},
     "cli": {"__init__", "core", "plugin", "trees", "rollout", "recipes", "demo", "outputs"},
     "__init__": {"core", "plugin"},

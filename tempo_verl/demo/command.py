@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ def _estimator_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str) -> int:
+def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str, rollout: str = "independent") -> int:
     """Run the demo; return the exit status (0 ok, 2 bad options or a failed run: one line on stderr)."""
     started = time.perf_counter()
     try:
@@ -29,7 +30,7 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str)
         from tempo_verl.demo.loop import DemoConfig, check_estimators, run_demo
         from tempo_verl.demo.report import write_outputs
 
-        cfg = DemoConfig(out=Path(out), seeds=seeds, steps=steps, estimators=names, device=device)
+        cfg = DemoConfig(out=Path(out), seeds=seeds, steps=steps, estimators=names, device=device, rollout=rollout)
         cfg.check()
         check_estimators(cfg.estimators, cfg.algorithm_config())
     except (ValueError, ImportError) as err:
@@ -78,8 +79,17 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str)
             print(f"tempo-verl demo: error: {type(err).__name__}: {err}", file=sys.stderr)
             return 2
 
-    table = Table(title=f"tempo-verl demo: {cfg.seeds} seeds x {cfg.steps} steps, target reward {cfg.target:g}")
-    for col in ("estimator", "steps to target: median", "per seed", "final reward", "ms/step", "estimator ms (share)"):
+    title = f"tempo-verl demo: {cfg.seeds} seeds x {cfg.steps} steps, {cfg.rollout} rollout, target {cfg.target:g}"
+    table = Table(title=title)
+    columns = (
+        "estimator",
+        "steps to target: median",
+        "per seed",
+        "final reward",
+        "gen. tokens/step",
+        "gen. tokens to target",
+    )
+    for col in (*columns, "ms/step", "estimator ms (share)"):
         table.add_column(col)
     for name in cfg.estimators:
         est = report.summary["estimators"][name]
@@ -87,11 +97,15 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str)
         per_seed = ", ".join("-" if s is None else str(s) for s in est["steps_to_target"])
         finals = ", ".join(f"{r:.2f}" for r in est["final_reward"])
         t = report.timing[name]
+        per_step = statistics.median(est["generated_tokens_per_step"])
+        to_target = ", ".join("-" if g is None else str(g) for g in est["generated_tokens_to_target"])
         table.add_row(
             name,
             "not reached" if med is None else f"{med:g}",
             per_seed,
             finals,
+            f"{per_step:.0f}",
+            to_target,
             f"{t['step_time_s_median'] * 1000:.0f}",
             f"{t['estimator_time_s_median'] * 1000:.1f} ({100 * t['estimator_share']:.1f}%)",
         )

@@ -5,7 +5,8 @@ and the whole demo (:func:`run_demo`).
 
 Every step of :func:`train`::
 
-    prompts  -> sample G responses each at temperature 1 (KV cache)           [model.py]
+    prompts  -> sample G responses each at temperature 1 (tempo_tree agent loop,  [model.py, rollout/]
+                CPU backend; independent, or a tree with --rollout tree)
              -> score them with the task's checker                             [task.py]
              -> advantages from verl's registry: get_adv_estimator_fn(name)    [verl; tempo via our plugin]
              -> old log-probs, then PPO-clip loss from verl's policy-loss registry
@@ -49,7 +50,7 @@ from tempo_verl.demo.model import (
     build_tokenizer,
     encode_prompts,
     response_log_probs,
-    sample_responses,
+    sample_groups,
     warm_up,
 )
 from tempo_verl.demo.task import TASKS, ItemTask, make_task
@@ -67,9 +68,9 @@ __all__ = [
     "train",
 ]
 
-# Rollout backends this build can run. "tree" (a group sampled as a prefix tree) arrives with the
-# tree-rollout agent loop (issue 12); until then DemoConfig.check refuses it by name.
-ROLLOUTS: tuple[str, ...] = ("independent",)
+#: The demo's rollouts (``DemoConfig.rollout``): independent samples, or a prefix tree through the
+#: ``tempo_tree`` agent loop (:mod:`tempo_verl.rollout`).
+ROLLOUTS: tuple[str, ...] = ("independent", "tree")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,7 +88,8 @@ class DemoConfig:
         device: ``cpu`` or ``cuda``.
         task: the task's name in :data:`tempo_verl.demo.task.TASKS` (``parity``, ``rule``).
         num_digits: decision tokens per response (``K``); None: the task's default (3).
-        rollout: how a group is sampled: ``independent`` (G samples per prompt) or ``tree``.
+        rollout: ``independent`` (every response sampled from the prompt) or ``tree`` (a quarter of each
+            group are roots, the rest branch from them at their least sure tokens: ``tempo_tree``).
         prompts_per_step, group_size: ``P`` prompts per step, ``G`` responses per prompt.
         max_new_tokens: response width ``L``; None: the well-formed length (``<eos>`` included) plus 7
             (parity, K = 3: 16).
@@ -132,6 +134,10 @@ class DemoConfig:
     tree_step: int | None = None
     threads: int = 1
 
+    def roots(self) -> int:
+        """Roots per group of the ``tempo_tree`` loop: all of them for independent sampling."""
+        return self.group_size if self.rollout == "independent" else max(1, self.group_size // 4)
+
     def make_task(self) -> ItemTask:
         """The task these settings name."""
         return make_task(self.task, self.num_digits)
@@ -172,13 +178,8 @@ class DemoConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if self.task not in TASKS:
             raise ValueError(f"task: unknown task {self.task!r}; known tasks: {', '.join(TASKS)}.")
-        if self.rollout not in ("independent", "tree"):
-            raise ValueError(f"rollout must be 'independent' or 'tree', got {self.rollout!r}.")
         if self.rollout not in ROLLOUTS:
-            raise ValueError(
-                f"rollout {self.rollout!r} is not available in this build (it needs the tree-rollout agent loop, "
-                f"issue 12); use rollout 'independent'."
-            )
+            raise ValueError(f"rollout must be one of {list(ROLLOUTS)}, got {self.rollout!r}.")
         task = self.make_task()
         if self.response_width(task) <= task.max_response_words:
             raise ValueError(
@@ -291,8 +292,8 @@ class RunResult:
         step_logs: one dict of metrics per step (reward, times, loss, ``tempo/*`` tree metrics, ...).
         final_state: the policy's parameters after the last step.
         tree: the snapshot for the tree picture, when requested.
-        generated_tokens: response tokens sampled at each step (independent sampling: every response token,
-            ``<eos>`` included; a tree rollout generates a shared prefix once).
+        generated_tokens: tokens the policy generated in each step's rollout (a tree branch's prefix
+            is its parent's and is not counted twice).
     """
 
     estimator: str
@@ -333,11 +334,11 @@ def train(
     policy_loss = core_algos.get_policy_loss_fn("vanilla")
     algorithm = cfg.algorithm_config()
     prompt_rng = torch.Generator().manual_seed(seed)
-    sample_rng = torch.Generator(device=device).manual_seed(10_000 + seed)
+    sample_rng = torch.Generator().manual_seed(10_000 + seed)
     G, P = cfg.group_size, cfg.prompts_per_step
     width = cfg.response_width(task)
     rewards_curve: list[float] = []
-    generated: list[int] = []
+    generated_tokens: list[int] = []
     logs: list[dict[str, float]] = []
     snapshot: TreeSnapshot | None = None
 
@@ -345,13 +346,14 @@ def train(
         _sync(device)
         t_start = time.perf_counter()
 
-        # 1. Rollout: G samples per prompt at temperature 1, rows of a group adjacent.
+        # 1. Rollout: G samples per prompt at temperature 1 (independent, or a tree), rows of a group adjacent.
         problems = task.sample_prompts(P, prompt_rng)
-        prompts = encode_prompts(tokenizer, [task.prompt_text(p) for p in problems], device).repeat_interleave(G, 0)
+        texts = [task.prompt_text(p) for p in problems]
+        prompts = encode_prompts(tokenizer, texts, device).repeat_interleave(G, 0)
         model.eval()
-        responses, lengths = sample_responses(
-            model, prompts, width, tokenizer.eos_token_id, tokenizer.pad_token_id, sample_rng
-        )
+        responses, lengths, generated = sample_groups(model, tokenizer, texts, G, width, sample_rng, cfg.roots())
+        responses, lengths = responses.to(device), lengths.to(device)
+        generated_tokens.append(generated)
         positions = torch.arange(responses.shape[1], device=device)
         response_mask = (positions[None, :] < lengths[:, None]).float()  # (bs, L), <eos> included
         uids = np.array([f"{step}-{i // G}" for i in range(P * G)], dtype=object)
@@ -416,14 +418,13 @@ def train(
             snapshot = TreeSnapshot(step, forest, responses.cpu(), response_mask.cpu(), [str(u) for u in uids], texts)
         reward = float(scores.mean())
         rewards_curve.append(reward)
-        generated.append(int(lengths.sum()))
         log = {
             "step": float(step),
             "reward": reward,
             "step_time_s": step_time,
             "estimator_time_s": estimator_time,
             "response_length": float(lengths.float().mean()),
-            "generated_tokens": float(generated[-1]),
+            "generated_tokens": float(generated),
             "adv_abs_mean": float(masked_mean(advantages.abs(), response_mask)),
         }
         log.update({k: float(np.mean(v)) for k, v in step_stats.items()})
@@ -433,7 +434,7 @@ def train(
             on_step(estimator, step, reward)
 
     final_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot, generated)
+    return RunResult(estimator, seed, rewards_curve, logs, final_state, snapshot, generated_tokens)
 
 
 def _response_texts(tokenizer: PreTrainedTokenizerFast, responses: torch.Tensor, lengths: torch.Tensor) -> list[str]:

@@ -1,5 +1,6 @@
 """The demo's policy: a tiny Qwen3-style causal LM, a word-level tokenizer built locally, the
-supervised format warm-up, sampling with a KV cache, and per-token log-probabilities.
+supervised format warm-up, sampling (through the ``tempo_tree`` agent loop and the CPU backend of
+:mod:`tempo_verl.rollout`), and per-token log-probabilities.
 
 Nothing is downloaded: the tokenizer is a ``tokenizers`` WordLevel model over the task's words,
 and the model is ``transformers.Qwen3ForCausalLM`` built from a small ``Qwen3Config`` with random
@@ -8,6 +9,7 @@ weights. Log-probabilities go through verl's own ``logprobs_from_logits``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +19,8 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from verl.utils.torch_functional import logprobs_from_logits
 
 from tempo_verl.demo.task import EOS, PAD, UNK, ItemTask
+from tempo_verl.rollout.backend import TransformersServer
+from tempo_verl.rollout.local import make_agent_loop, rollout_groups
 
 __all__ = [
     "ModelSize",
@@ -24,7 +28,7 @@ __all__ = [
     "build_tokenizer",
     "encode_prompts",
     "response_log_probs",
-    "sample_responses",
+    "sample_groups",
     "warm_up",
 ]
 
@@ -41,13 +45,19 @@ class ModelSize:
     intermediate_size: int = 192
 
 
+#: The demo's chat template: the messages' text, nothing added (verl's agent loops build prompts with it).
+CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+
+
 def build_tokenizer(task: ItemTask) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer over ``task.words`` (``<pad>`` = 0, ``<eos>`` = 1)."""
+    """A whitespace word-level tokenizer over ``task.words`` (``<pad>`` = 0, ``<eos>`` = 1), :data:`CHAT_TEMPLATE`."""
     vocab = {w: i for i, w in enumerate(task.words)}
     core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with single spaces
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, size: ModelSize, seed: int) -> Qwen3ForCausalLM:
@@ -99,47 +109,55 @@ def response_log_probs(model: Qwen3ForCausalLM, prompts: torch.Tensor, responses
     return logprobs_from_logits(logits[:, p - 1 : -1].float(), responses)
 
 
-@torch.no_grad()
-def sample_responses(
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every step (``asyncio.run`` would start, and stop, a fresh thread pool each step)."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+def sample_groups(
     model: Qwen3ForCausalLM,
-    prompts: torch.Tensor,
+    tokenizer: PreTrainedTokenizerFast,
+    prompt_texts: Sequence[str],
+    group_size: int,
     max_new_tokens: int,
-    eos_id: int,
-    pad_id: int,
     generator: torch.Generator,
-    temperature: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample one response per row at ``temperature`` from the full distribution (no top-k/top-p), with a KV cache.
+    roots: int,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Sample ``group_size`` responses per prompt through the ``tempo_tree`` agent loop and the CPU backend.
 
-    Exactly reproducible for a given ``generator`` state and weights (``torch.multinomial`` with an
-    explicit generator), which is what makes the estimators' runs comparable token for token.
-
-    Args:
-        prompts: ``(bs, Lp)`` prompt ids; repeat each prompt ``G`` times for a group of ``G``.
-        max_new_tokens: ``L``, the response width.
+    The same loop verl runs (:class:`tempo_verl.rollout.loop.TreeAgentLoop`, sessions fanned out as verl's
+    v1 worker does) on :class:`tempo_verl.rollout.backend.TransformersServer`, at temperature 1 from the
+    full distribution. ``roots = group_size`` is independent sampling; fewer roots sample each group as
+    a tree. One seed drawn from ``generator`` per call; each session derives its own from it, so a
+    step is reproducible for a given generator state and weights (up to float rounding of the batches).
 
     Returns:
-        ``responses`` ``(bs, L)`` right-padded with ``pad_id`` (``<eos>`` included when sampled),
-        and ``lengths`` ``(bs,)`` valid lengths (``<eos>`` counted).
+        ``responses`` ``(P*G, L)`` right-padded with ``<pad>`` (rows of a group adjacent, ``<eos>``
+        included when sampled), ``lengths`` ``(P*G,)`` valid lengths, and the number of tokens the
+        model generated (a branch's prefix is its parent's, not generated again).
     """
-    bs = prompts.shape[0]
-    device = prompts.device
-    responses = torch.full((bs, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    lengths = torch.full((bs,), max_new_tokens, dtype=torch.long, device=device)
-    done = torch.zeros(bs, dtype=torch.bool, device=device)
-    out = model(input_ids=prompts, use_cache=True)
-    for t in range(max_new_tokens):
-        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
-        token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
-        responses[:, t] = token
-        ended = ~done & (token == eos_id)
-        lengths = torch.where(ended, torch.full_like(lengths, t + 1), lengths)
-        done |= ended
-        if bool(done.all()) or t + 1 == max_new_tokens:
-            break
-        out = model(input_ids=token[:, None], past_key_values=out.past_key_values, use_cache=True)
-    return responses, lengths
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    server = TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, max_new_tokens)
+    params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": False, "seed": seed}
+    uids = [str(i) for i in range(len(prompt_texts))]
+
+    async def rollout() -> list:
+        loop = make_agent_loop(server, tokenizer, group_size, 64, max_new_tokens, {"roots": roots})
+        return await rollout_groups(loop, prompt_texts, uids, group_size, params)
+
+    outputs = [out for group in _event_loop().run_until_complete(rollout()) for out in group]
+    responses = torch.full((len(outputs), max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)
+    lengths = torch.tensor([len(out.response_ids) for out in outputs], dtype=torch.long)
+    for i, out in enumerate(outputs):
+        responses[i, : len(out.response_ids)] = torch.tensor(out.response_ids, dtype=torch.long)
+    generated = int(sum(out.extra_fields["tempo_tree"]["generated_tokens"] for out in outputs))
+    return responses, lengths, generated
 
 
 def warm_up(

@@ -26,19 +26,25 @@ def steps_to_target(curve: list[float], target: float, window: int) -> int | Non
 
 
 def summarize(result: DemoResult) -> dict[str, Any]:
-    """``summary.json``: exactly ``target``, ``steps`` and, per estimator, seeds, steps to target
-    (None where a seed never reached it), final reward and the reward curves."""
+    """``summary.json``: exactly ``target``, ``steps``, ``rollout`` and, per estimator, seeds, steps to
+    target (None where a seed never reached it), final reward, the reward curves, the mean tokens
+    generated per step and the tokens generated up to the target step (None where not reached)."""
     cfg = result.cfg
     estimators: dict[str, Any] = {}
     for name in cfg.estimators:
         runs = [r for r in result.runs if r.estimator == name]
+        reached = [steps_to_target(r.rewards, cfg.target, cfg.target_window) for r in runs]
         estimators[name] = {
             "seeds": [r.seed for r in runs],
-            "steps_to_target": [steps_to_target(r.rewards, cfg.target, cfg.target_window) for r in runs],
+            "steps_to_target": reached,
             "final_reward": [r.rewards[-1] for r in runs],
             "reward_curve": [list(r.rewards) for r in runs],
+            "generated_tokens_per_step": [statistics.fmean(r.generated_tokens) for r in runs],
+            "generated_tokens_to_target": [
+                None if s is None else int(sum(r.generated_tokens[:s])) for r, s in zip(runs, reached, strict=True)
+            ],
         }
-    return {"target": float(cfg.target), "steps": int(cfg.steps), "estimators": estimators}
+    return {"target": float(cfg.target), "steps": int(cfg.steps), "rollout": cfg.rollout, "estimators": estimators}
 
 
 def _median_or_none(values: list[int | None]) -> float | None:

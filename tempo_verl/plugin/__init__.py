@@ -33,8 +33,21 @@ def _register(core_algos) -> None:
         logger.warning("tempo-verl: could not register adv_estimator '%s': %s", ESTIMATOR_NAME, err)
 
 
+def _register_tree_loop(agent_loop) -> None:
+    from tempo_verl.rollout.loop import install as install_tree_loop
+
+    install_tree_loop(agent_loop)
+
+
+def _patch_tree_metrics(trainer_base) -> None:
+    from tempo_verl.rollout.metrics import patch_v1_trainer
+
+    patch_v1_trainer(trainer_base)
+
+
 def install() -> None:
-    """Register ``tempo`` (when verl's registry is imported) and install the responses hook. Idempotent.
+    """Register ``tempo`` and the ``tempo_tree`` agent loop (when verl imports their registries) and
+    install the responses hook. Idempotent.
 
     Without verl installed this installs nothing (no import machinery).
     """
@@ -48,6 +61,8 @@ def install() -> None:
         from tempo_verl.plugin import hook
 
         when_imported("verl.trainer.ppo.core_algos", _register)
+        when_imported("verl.experimental.agent_loop.agent_loop", _register_tree_loop)  # tempo_verl.rollout
+        when_imported("verl.trainer.ppo.v1.trainer_base", _patch_tree_metrics)
         hook.install()
     except Exception as err:  # verl's plugin loader would swallow this at DEBUG level: say it loudly
         logger.error("tempo-verl: the plugin failed to install; adv_estimator=tempo will refuse to run.", exc_info=True)

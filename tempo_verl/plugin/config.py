@@ -12,6 +12,7 @@ import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from tempo_verl.knobs import check_keys, get, keys, number
 from tempo_verl.plugin.state import ESTIMATOR_NAME, hook_error, hook_problems
 
 __all__ = ["DumpConfig", "TempoConfig", "check_run_config", "read_algorithm_config"]
@@ -50,45 +51,6 @@ class TempoConfig:
     dump: DumpConfig = field(default_factory=DumpConfig)
 
 
-def _keys(node: Any) -> list[str]:
-    if node is None:
-        return []
-    if hasattr(node, "keys"):
-        return [str(k) for k in node]
-    raise ValueError(f"algorithm.tempo: expected a mapping of knobs, got {type(node).__name__} {node!r}.")
-
-
-def _number(path: str, value: Any, kind: type, minimum: float | None = None) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{path}: expected a {kind.__name__}, got {value!r}.")
-    if kind is int and value != int(value):
-        raise ValueError(f"{path}: expected an integer, got {value!r}.")
-    value = kind(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{path}: expected a finite number, got {value!r}.")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{path}: expected a value >= {minimum}, got {value!r}.")
-    return value
-
-
-def _check_keys(path: str, node: Any, cls: type) -> None:
-    valid = [f.name for f in fields(cls)]
-    unknown = sorted(set(_keys(node)) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown key(s) {unknown}; valid keys are {valid} "
-            f"(on verl's command line: +{path}.{valid[0]}=...)."
-        )
-
-
-def _get(node: Any, key: str, default: Any = None) -> Any:
-    if node is None:
-        return default
-    if hasattr(node, "get"):
-        return node.get(key, default)
-    return getattr(node, key, default)
-
-
 def read_algorithm_config(config: Any) -> tuple[TempoConfig, bool | None]:
     """Read TEMPO's knobs from verl's ``algorithm`` config.
 
@@ -102,19 +64,19 @@ def read_algorithm_config(config: Any) -> tuple[TempoConfig, bool | None]:
     Raises:
         ValueError: naming the bad key and the valid ones, or the bad value and what was expected.
     """
-    norm = _get(config, "norm_adv_by_std_in_grpo", None)
-    node = _get(config, "tempo", None)
-    _check_keys("algorithm.tempo", node, TempoConfig)
-    td_coef = _number("algorithm.tempo.td_coef", _get(node, "td_coef", TempoConfig.td_coef), float)
-    dump_node = _get(node, "dump", None)
-    _check_keys("algorithm.tempo.dump", dump_node, DumpConfig)
-    directory = _get(dump_node, "dir", None)
+    norm = get(config, "norm_adv_by_std_in_grpo", None)
+    node = get(config, "tempo", None)
+    check_keys("algorithm.tempo", node, TempoConfig)
+    td_coef = number("algorithm.tempo.td_coef", get(node, "td_coef", TempoConfig.td_coef), float)
+    dump_node = get(node, "dump", None)
+    check_keys("algorithm.tempo.dump", dump_node, DumpConfig)
+    directory = get(dump_node, "dir", None)
     if directory is not None and not isinstance(directory, str):
         raise ValueError(f"algorithm.tempo.dump.dir: expected a folder path, got {directory!r}.")
     dump = DumpConfig(
         dir=directory or None,
-        every=_number("algorithm.tempo.dump.every", _get(dump_node, "every", DumpConfig.every), int, minimum=1),
-        groups=_number("algorithm.tempo.dump.groups", _get(dump_node, "groups", DumpConfig.groups), int, minimum=1),
+        every=number("algorithm.tempo.dump.every", get(dump_node, "every", DumpConfig.every), int, minimum=1),
+        groups=number("algorithm.tempo.dump.groups", get(dump_node, "groups", DumpConfig.groups), int, minimum=1),
     )
     return TempoConfig(td_coef=td_coef, dump=dump), (None if norm is None else bool(norm))
 
@@ -128,7 +90,7 @@ def _misplaced_knobs(algorithm: Any) -> list[str]:
     """
     knobs = {f.name for f in fields(TempoConfig)}
     suspects = []
-    for key in _keys(algorithm):
+    for key in keys("algorithm", algorithm):
         if key == "tempo":
             continue
         if key in knobs or difflib.get_close_matches(key.lower(), ["tempo"], n=1, cutoff=0.6):

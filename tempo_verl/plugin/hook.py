@@ -11,8 +11,9 @@ place that works around it, and only while ``algorithm.adv_estimator`` is ``temp
 - legacy trainer (``trainer.use_v1=False``): ``ray_trainer.compute_advantage`` receives the whole
   ``DataProto``; the wrapper passes its ``responses`` and ``attention_mask`` on, and the metrics
   reach the step through ``compute_data_metrics``.
-- start-up: verl's ``validate_config`` also checks a ``tempo`` run (knobs, hook) before any
-  worker starts.
+- start-up: verl's ``validate_config`` also checks a ``tempo`` run (knobs, hook), and a run that
+  selects the ``tempo_tree`` agent loop (:func:`tempo_verl.rollout.config.check_tree_run`), before
+  any worker starts.
 
 Every wrapper calls verl's original unchanged for any other estimator. When a verl release
 passes the batch to estimators (upstream PR #7473), delete this module and its ``install()``
@@ -33,6 +34,7 @@ from typing import Any
 from tempo_verl.plugin.config import check_run_config
 from tempo_verl.plugin.post_import import when_imported
 from tempo_verl.plugin.state import ESTIMATOR_NAME, TokenInputs, current_inputs, hook_problems, token_inputs
+from tempo_verl.rollout.config import check_tree_run, selects_tree
 
 __all__ = ["SUPPORTED_VERL", "install"]
 
@@ -168,6 +170,8 @@ def _patch_validate_config(module: ModuleType) -> None:
 
     def make(original: Callable) -> Callable:
         def validate_config(config, *args, **kwargs):
+            if selects_tree(config):
+                check_tree_run(config)
             algorithm = config.get("algorithm") if hasattr(config, "get") else None
             if algorithm is not None and _is_tempo(algorithm.get("adv_estimator")):
                 trainer = config.get("trainer") or {}

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from tempo_verl.cli import app
 from tempo_verl.demo.loop import DemoConfig, run_demo, train
-from tempo_verl.demo.model import ModelSize, build_model, build_tokenizer, encode_prompts, sample_responses, warm_up
+from tempo_verl.demo.model import ModelSize, build_model, build_tokenizer, sample_groups, warm_up
 from tempo_verl.demo.report import steps_to_target, write_outputs
 from tempo_verl.demo.task import ParityTask
 
@@ -102,16 +102,22 @@ def test_sampling_is_reproducible_and_stops_at_eos(warm) -> None:
     cfg, task, tokenizer, state = warm
     model = build_model(tokenizer, cfg.model, seed=0)
     model.load_state_dict(state)
-    prompts = encode_prompts(tokenizer, [task.prompt_text((1, 2, 3))] * 16, torch.device("cpu"))
-    a, la = sample_responses(model, prompts, 12, tokenizer.eos_token_id, 0, torch.Generator().manual_seed(5))
-    b, lb = sample_responses(model, prompts, 12, tokenizer.eos_token_id, 0, torch.Generator().manual_seed(5))
-    c, _ = sample_responses(model, prompts, 12, tokenizer.eos_token_id, 0, torch.Generator().manual_seed(6))
-    assert torch.equal(a, b) and torch.equal(la, lb)
+    texts = [task.prompt_text((1, 2, 3)), task.prompt_text((4, 5, 6))]
+
+    def sample(seed: int, roots: int = 8):
+        return sample_groups(model, tokenizer, texts, 8, 12, torch.Generator().manual_seed(seed), roots)
+
+    a, la, ga = sample(5)
+    b, lb, gb = sample(5)
+    c, _, _ = sample(6)
+    assert torch.equal(a, b) and torch.equal(la, lb) and ga == gb == int(la.sum())  # independent: all generated
     assert not torch.equal(a, c)
     for row, n in zip(a.tolist(), la.tolist(), strict=True):
         if tokenizer.eos_token_id in row:
             assert row.index(tokenizer.eos_token_id) == n - 1
             assert all(t == 0 for t in row[n:])  # padded after <eos>
+    _, lt, gt = sample(5, roots=2)  # a tree: the branches' prefixes are not generated again
+    assert gt < int(lt.sum())
 
 
 # ----- the loop ---------------------------------------------------------------------------------
@@ -146,11 +152,19 @@ def test_short_run_writes_the_outputs_and_trains(tmp_path, monkeypatch) -> None:
 
     # summary.json: exactly the documented schema.
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"target", "steps", "estimators"}
+    assert set(summary) == {"target", "steps", "rollout", "estimators"}
     assert summary["target"] == cfg.target and summary["steps"] == cfg.steps
     assert set(summary["estimators"]) == {"tempo", "grpo"}
     for est in summary["estimators"].values():
-        assert set(est) == {"seeds", "steps_to_target", "final_reward", "reward_curve"}
+        assert set(est) == {
+            "seeds",
+            "steps_to_target",
+            "final_reward",
+            "reward_curve",
+            "generated_tokens_per_step",
+            "generated_tokens_to_target",
+        }
+        assert len(est["generated_tokens_per_step"]) == 1 and est["generated_tokens_per_step"][0] > 0
         assert est["seeds"] == [0]
         assert all(s is None or (isinstance(s, int) and 1 <= s <= cfg.steps) for s in est["steps_to_target"])
         assert len(est["reward_curve"]) == 1 and len(est["reward_curve"][0]) == cfg.steps
@@ -191,7 +205,7 @@ def test_td_coef_zero_gives_grpo_updates(warm) -> None:
     assert tempo0.rewards == grpo.rewards
     for a, b in zip(tempo0.step_logs, grpo.step_logs, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-7)
-    assert gap(tempo0, grpo) < 1e-5
+    assert gap(tempo0, grpo) < 5e-5
     # ... whereas the TD term (td_coef = 1) changes the updates.
     assert gap(tempo1, grpo) > 1e-3
 

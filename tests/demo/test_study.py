@@ -119,17 +119,16 @@ def test_protocols_keep_selection_and_evaluation_seeds_apart() -> None:
         assert not set(proto.eval_seeds) & set(proto.selection_seeds)
 
 
-def test_tree_rollout_is_refused_by_name_until_it_exists() -> None:
-    with pytest.raises(ValueError, match="rollout 'tree' is not available"):
-        DemoConfig(rollout="tree").check()
-    with pytest.raises(ValueError, match="rollout must be"):
+def test_unknown_rollout_is_refused_by_name() -> None:
+    DemoConfig(rollout="tree").check()
+    with pytest.raises(ValueError, match=r"rollout must be one of \['independent', 'tree'\], got 'beam'"):
         DemoConfig(rollout="beam").check()
 
 
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--arms", "tempo+tree"], "rollout 'tree' is not available"),
+        (["--arms", "tempo+beam"], "rollout 'independent' or 'tree'"),
         (["--arms", "nope+independent"], "unknown estimator 'nope'"),
         (["--arms", "tempo"], "--arms"),
         (["--task", "nope"], "unknown task 'nope'"),

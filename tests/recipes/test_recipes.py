@@ -26,6 +26,7 @@ SIZES = {"1.7b": "Qwen/Qwen3-1.7B", "4b": "Qwen/Qwen3-4B"}
 TASKS = ("math", "medqa")
 ESTIMATORS = ("tempo", "grpo")
 RECIPE_NAMES = [f"run_qwen3-{size}_{task}_{est}.sh" for size in SIZES for task in TASKS for est in ESTIMATORS]
+TREE_NAMES = [f"run_qwen3-{size}_{task}_tempo_tree.sh" for size in SIZES for task in TASKS]  # docs/rollout.md
 DATA_FILES = {
     "math": ["math/train.parquet", "math/test.parquet", "gsm_hard/test.parquet", "amc23/test.parquet"],
     "medqa": ["medqa/train.parquet", "medqa/test.parquet", "medmcqa/test.parquet", "mmlu_medical/test.parquet"],
@@ -162,8 +163,8 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def test_every_recipe_and_twin_exists() -> None:
     present = sorted(p.name for p in RECIPES.glob("run_*.sh"))
-    assert present == sorted(RECIPE_NAMES)
-    for name in RECIPE_NAMES:
+    assert present == sorted(RECIPE_NAMES + TREE_NAMES)
+    for name in RECIPE_NAMES + TREE_NAMES:
         assert os.access(RECIPES / name, os.X_OK), f"{name} is not executable"
 
 
@@ -226,6 +227,19 @@ def test_twins_differ_only_in_estimator_and_names(workdir: Path, size: str, task
     assert differing == {"algorithm.adv_estimator", "algorithm.tempo.td_coef", "trainer.experiment_name"}
     assert (tempo["algorithm.adv_estimator"], grpo["algorithm.adv_estimator"]) == ("tempo", "grpo")
     assert "algorithm.tempo.td_coef" not in grpo
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("task", TASKS)
+def test_tree_twins_switch_on_the_tree_loop_only(workdir: Path, size: str, task: str) -> None:
+    tempo = flatten(OmegaConf.to_container(composed(workdir, f"run_qwen3-{size}_{task}_tempo.sh"), resolve=False))
+    tree = flatten(OmegaConf.to_container(composed(workdir, f"run_qwen3-{size}_{task}_tempo_tree.sh"), resolve=False))
+    differing = {key for key in tempo.keys() | tree.keys() if tempo.get(key, "<absent>") != tree.get(key, "<absent>")}
+    loop = "actor_rollout_ref.rollout.agent.default_agent_loop"
+    custom = "actor_rollout_ref.rollout.custom"
+    assert differing == {loop, f"{custom}.tree.roots", "trainer.experiment_name"}
+    assert (tempo[loop], tree[loop], tree[f"{custom}.tree.roots"]) == ("single_turn_agent", "tempo_tree", 2)
+    assert tree["trainer.experiment_name"] == f"qwen3-{size}_{task}_tempo_tree"
 
 
 def test_environment_and_extra_overrides_reach_the_config(workdir: Path, tmp_path: Path) -> None:

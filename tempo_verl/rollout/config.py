@@ -1,0 +1,100 @@
+"""The tree rollout's knobs under ``actor_rollout_ref.rollout.custom.tree`` and its start-up check.
+
+verl 0.9.1's ``RolloutConfig`` has a free-form ``custom`` dict (its extension point), so the knobs
+need no schema change; ``rollout.agent.tree`` would not do: verl converts ``rollout.agent`` to a
+dataclass in every agent-loop worker and rejects unknown keys there. On the command line::
+
+    actor_rollout_ref.rollout.agent.default_agent_loop=tempo_tree
+    +actor_rollout_ref.rollout.custom.tree.roots=2 +actor_rollout_ref.rollout.custom.tree.rounds=2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tempo_verl.knobs import check_keys, get, number
+from tempo_verl.rollout import AGENT_LOOP_NAME, install_problems
+
+__all__ = ["BRANCH_RULES", "TREE_PATH", "TreeRolloutConfig", "check_tree_run", "read_tree_config", "selects_tree"]
+
+TREE_PATH = "actor_rollout_ref.rollout.custom.tree"
+#: ``surprisal``: highest ``-log p`` of the sampled token; ``random``: uniform over the candidates.
+BRANCH_RULES = ("surprisal", "random")
+
+
+@dataclass(frozen=True)
+class TreeRolloutConfig:
+    """``actor_rollout_ref.rollout.custom.tree``: how a group of ``n`` responses is sampled as a tree.
+
+    Attributes:
+        roots: sessions that sample from the prompt alone (``None``: ``max(1, n // 4)``); ``roots = n``
+            is independent sampling.
+        rule: branch-point rule, one of :data:`BRANCH_RULES`. ``surprisal`` ranks the parents'
+            generated tokens by ``-log p / (1 + branches already at that depth)``, so the branches
+            go where the policy was least sure and spread over depths; never the first or the last
+            token of a parent, never the same prefix twice, parents in turn.
+        rounds: branching rounds; round ``r`` branches from every response of rounds ``< r`` (2:
+            branches of branches). The branches are split evenly over the rounds.
+        wait_timeout_s: longest a branch waits for its parents; past it, it samples independently.
+    """
+
+    roots: int | None = None
+    rule: str = "surprisal"
+    rounds: int = 1
+    wait_timeout_s: float = 600.0
+
+    def num_roots(self, n: int) -> int:
+        """Roots of a group of ``n`` (at most ``n``)."""
+        return min(n, self.roots if self.roots is not None else max(1, n // 4))
+
+
+def read_tree_config(rollout: Any) -> TreeRolloutConfig:
+    """Read and check the knobs from verl's ``actor_rollout_ref.rollout`` node (DictConfig, dict or dataclass).
+
+    Raises:
+        ValueError: naming the bad key and the valid ones, or the bad value and what was expected.
+    """
+    custom = get(rollout, "custom", None)
+    if custom is not None and not hasattr(custom, "get"):
+        raise ValueError(f"actor_rollout_ref.rollout.custom: expected a mapping, got {custom!r}.")
+    node = get(custom, "tree", None)
+    check_keys(TREE_PATH, node, TreeRolloutConfig)
+    roots = get(node, "roots", None)
+    rule = get(node, "rule", TreeRolloutConfig.rule)
+    if rule not in BRANCH_RULES:
+        raise ValueError(f"{TREE_PATH}.rule: expected one of {list(BRANCH_RULES)}, got {rule!r}.")
+    return TreeRolloutConfig(
+        roots=None if roots is None else number(f"{TREE_PATH}.roots", roots, int, minimum=1),
+        rule=str(rule),
+        rounds=number(f"{TREE_PATH}.rounds", get(node, "rounds", TreeRolloutConfig.rounds), int, minimum=1),
+        wait_timeout_s=number(
+            f"{TREE_PATH}.wait_timeout_s", get(node, "wait_timeout_s", TreeRolloutConfig.wait_timeout_s), float, 0.0
+        ),
+    )
+
+
+def selects_tree(config: Any) -> bool:
+    """Whether a verl run config selects the ``tempo_tree`` loop as its default agent loop."""
+    rollout = get(get(config, "actor_rollout_ref", None), "rollout", None)
+    return get(get(rollout, "agent", None), "default_agent_loop", None) == AGENT_LOOP_NAME
+
+
+def check_tree_run(config: Any) -> None:
+    """Start-up check of a run that selects ``tempo_tree`` (called from verl's ``validate_config``).
+
+    Raises:
+        ValueError: the legacy trainer (one line why), or a bad ``custom.tree`` knob.
+        RuntimeError: the loop could not be registered in this verl.
+    """
+    if not get(get(config, "trainer", None), "use_v1", True):
+        raise ValueError(
+            f"default_agent_loop={AGENT_LOOP_NAME} needs verl's v1 trainer (trainer.use_v1=True): the legacy "
+            "trainer gives agent loops no session_id and may split a group across workers."
+        )
+    rollout = config.actor_rollout_ref.rollout
+    tree = read_tree_config(rollout)
+    if tree.roots is not None and tree.roots > int(get(rollout, "n", 1)):
+        raise ValueError(f"{TREE_PATH}.roots: expected at most rollout.n={get(rollout, 'n', 1)}, got {tree.roots}.")
+    if install_problems:
+        raise RuntimeError(f"tempo-verl: the {AGENT_LOOP_NAME} agent loop cannot run: {'; '.join(install_problems)}")

@@ -1,0 +1,76 @@
+"""Run agent loops in-process, the way verl's v1 worker fans a prompt out (no Ray): the demo's rollout.
+
+:func:`make_agent_loop` builds a verl agent loop (``tempo_tree`` or verl's ``single_turn_agent``)
+around any ``server_manager``; :func:`rollout_groups` starts the ``n`` sessions of every prompt as
+tasks of one event loop with ``uid`` and ``session_id``, as ``AgentLoopWorkerTQ._run_prompt`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, DictConfigWrap
+from verl.utils.dataset.rl_dataset import RLHFDataset
+
+from tempo_verl.rollout.loop import TreeAgentLoop
+
+__all__ = ["make_agent_loop", "rollout_groups"]
+
+
+def make_agent_loop(
+    server: Any, tokenizer: Any, n: int, prompt_length: int, response_length: int, tree: dict[str, Any] | None
+) -> AgentLoopBase:
+    """A ``TreeAgentLoop`` whose trainer config holds ``rollout.n``, the lengths and ``custom.tree = tree``.
+
+    Call it inside the event loop that will run it (verl's loops keep the running loop).
+    """
+    rollout = {
+        "n": n,
+        "prompt_length": prompt_length,
+        "response_length": response_length,
+        "custom": {"tree": tree or {}},
+    }
+    config = OmegaConf.create({"actor_rollout_ref": {"rollout": rollout}, "data": {}})
+    # verl warns once per loop that a tokenizer without a model family gets its default prompt builder
+    wiring = logging.getLogger("verl.utils.tokenizer.continuous_token_wiring")
+    level = wiring.level
+    wiring.setLevel(logging.ERROR)
+    try:
+        return TreeAgentLoop(
+            trainer_config=DictConfigWrap(config),
+            server_manager=server,
+            tokenizer=tokenizer,
+            processor=None,
+            dataset_cls=RLHFDataset,
+            data_config=DictConfigWrap(config.data),
+        )
+    finally:
+        wiring.setLevel(level)
+
+
+async def rollout_groups(
+    loop: AgentLoopBase, prompts: Sequence[str], uids: Sequence[str], n: int, sampling_params: dict[str, Any]
+) -> list[list[AgentLoopOutput]]:
+    """``n`` sessions per prompt (a user message each), all as tasks of this event loop.
+
+    Returns:
+        ``[prompt][session]`` outputs. A failing session raises here after all sessions settled.
+    """
+    tasks = [
+        [
+            asyncio.create_task(
+                loop.run(dict(sampling_params), raw_prompt=[{"role": "user", "content": text}], uid=uid, session_id=s)
+            )
+            for s in range(n)
+        ]
+        for text, uid in zip(prompts, uids, strict=True)
+    ]
+    flat = await asyncio.gather(*(t for group in tasks for t in group), return_exceptions=True)
+    for result in flat:
+        if isinstance(result, BaseException):
+            raise result
+    return [list(flat[i * n : (i + 1) * n]) for i in range(len(prompts))]

@@ -1,0 +1,175 @@
+"""The ``tempo_tree`` agent loop: verl's single-turn loop whose generation goes through the group's tree.
+
+:class:`TreeAgentLoop` is verl's ``SingleTurnAgentLoop`` (same prompt building, same output: prompt
+ids, response ids, response mask, response logprobs) with one change: its ``server_manager`` is
+a :class:`TreeClient` for the session, which
+
+- for a root: generates from the prompt, as the stock loop does, and records the response;
+- for a branch: waits for its point ``(parent, t)``, generates from ``prompt + parent[:t]`` with
+  ``max_tokens = response_length - t``, and answers ``parent[:t] + continuation`` with the parent's
+  logprobs on the prefix: one full on-policy response, as if it had been sampled in one go.
+
+All requests of a group use one routing key (``tempo_tree-{uid}``), so verl's router sends the
+branches to the server that holds their prefix (vLLM prefix caching). Validation rollouts
+(verl's ``trajectory["validate"]``, read by a wrapper of ``AgentLoopWorker._run_agent_loop`` that
+only sets a context variable) run the stock loop unchanged: validation groups stay independent.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import functools
+import hashlib
+import time
+from types import ModuleType
+from typing import Any
+
+from verl.experimental.agent_loop.agent_loop import AgentLoopOutput
+from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
+from verl.workers.rollout.replica import TokenOutput
+
+from tempo_verl.rollout import AGENT_LOOP_NAME, install_problems
+from tempo_verl.rollout.config import TreeRolloutConfig, read_tree_config
+from tempo_verl.rollout.group import TreeGroup, joined
+
+__all__ = ["STATS_KEY", "TreeAgentLoop", "TreeClient", "install", "validating"]
+
+#: ``AgentLoopOutput.extra_fields`` key of a response's tree statistics (read by :mod:`tempo_verl.rollout.metrics`).
+STATS_KEY = "tempo_tree"
+_validating: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tempo_tree_validating", default=None)
+_MARK = "__tempo_tree_validate_signal__"
+
+
+def validating() -> bool | None:
+    """Whether the current agent-loop call is a validation rollout (None outside verl's worker)."""
+    return _validating.get()
+
+
+def session_seed(seed: int, uid: str, session: int) -> int:
+    """A per-session seed from a request seed: the ``n`` sessions of a group must not share one."""
+    digest = hashlib.blake2b(f"{seed}/{uid}/{session}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+class TreeClient:
+    """The ``server_manager`` one session of a tree group sees (verl's ``generate`` contract)."""
+
+    def __init__(self, server: Any, group: TreeGroup, session: int, response_length: int, routing_key: str) -> None:
+        self.server = server
+        self.group = group
+        self.session = session
+        self.response_length = response_length
+        self.routing_key = routing_key
+        self.stats: dict[str, float] = {}
+
+    async def generate(self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any], **kwargs):
+        """Generate this session's response: from the prompt (root, fallback) or from its parent's prefix (branch)."""
+        group, session = self.group, self.session
+        wants_logprobs = bool(sampling_params.get("logprobs"))
+        params = dict(sampling_params, logprobs=True)  # the rule needs the roots' logprobs
+        start = time.perf_counter()
+        point = await group.wait_plan(session) if group.round_of(session) > 0 else None
+        waited = time.perf_counter() - start
+        prefix, prefix_logprobs, depth, parent_key = [], [], 0, -1
+        if point is not None:
+            parent, depth = point
+            parent_key = parent.key
+            prefix, prefix_logprobs = list(parent.ids[:depth]), list(parent.logprobs[:depth])
+            params["max_tokens"] = self.response_length - depth
+        out: TokenOutput = await self.server.generate(
+            self.routing_key, prompt_ids=list(prompt_ids) + prefix, sampling_params=params, **kwargs
+        )
+        logprobs = prefix_logprobs + list(out.log_probs or [0.0] * len(out.token_ids))
+        ids = prefix + list(out.token_ids)
+        group.record(session, ids, logprobs, depth)
+        cached = out.extra_fields.get("num_cached_tokens")
+        self.stats = {
+            "branch": float(group.round_of(session) > 0),
+            "fallback": float(group.round_of(session) > 0 and point is None),
+            "depth": float(depth),
+            "parent": float(parent_key),
+            "generated_tokens": float(len(out.token_ids)),
+            "response_tokens": float(len(ids)),
+            "input_tokens": float(len(prompt_ids) + depth),
+            "cached_tokens": float(cached) if cached is not None else -1.0,
+            "wait_s": waited,
+        }
+        return TokenOutput(
+            token_ids=ids,
+            log_probs=logprobs if wants_logprobs else None,
+            routed_experts=out.routed_experts if point is None else None,
+            stop_reason=out.stop_reason,
+            num_preempted=out.num_preempted,
+            extra_fields=out.extra_fields,
+        )
+
+
+class TreeAgentLoop(SingleTurnAgentLoop):
+    """verl's single-turn agent loop, sampling each training group as a prefix tree (name ``tempo_tree``).
+
+    Knobs: :class:`~tempo_verl.rollout.config.TreeRolloutConfig` at ``actor_rollout_ref.rollout.custom.tree``.
+    ``run()`` needs the ``uid`` and ``session_id`` verl's v1 worker passes; the group size is
+    ``actor_rollout_ref.rollout.n``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.tree: TreeRolloutConfig = read_tree_config(self.rollout_config)
+        self.n = int(self.rollout_config.n)
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+        uid, session = kwargs.get("uid"), kwargs.get("session_id")
+        if uid is None or session is None:
+            raise RuntimeError(
+                f"{AGENT_LOOP_NAME}: run() got no uid/session_id; the loop needs verl's v1 agent-loop worker "
+                "(trainer.use_v1=True)."
+            )
+        uid, session = str(uid), int(session)
+        if sampling_params.get("seed") is not None:
+            sampling_params = dict(sampling_params, seed=session_seed(int(sampling_params["seed"]), uid, session))
+        if validating():
+            return await super().run(sampling_params, **kwargs)
+        tree = self.tree
+        with joined(uid, session, self.n, tree.num_roots(self.n), tree.rounds, tree.rule, tree.wait_timeout_s) as group:
+            session_loop = copy.copy(self)
+            session_loop.server_manager = client = TreeClient(
+                self.server_manager, group, session, int(self.rollout_config.response_length), f"tempo_tree-{uid}"
+            )
+            output = await SingleTurnAgentLoop.run(session_loop, sampling_params, **kwargs)
+        output.extra_fields[STATS_KEY] = client.stats
+        return output
+
+
+# --- installation in a verl process ------------------------------------------------------------
+
+
+def _with_validate_signal(original):
+    @functools.wraps(original)
+    async def _run_agent_loop(self, sampling_params, trajectory, *args, **kwargs):
+        token = _validating.set(bool(trajectory.get("validate", False)))
+        try:
+            return await original(self, sampling_params, trajectory, *args, **kwargs)
+        finally:
+            _validating.reset(token)
+
+    setattr(_run_agent_loop, _MARK, True)
+    return _run_agent_loop
+
+
+def install(agent_loop_module: ModuleType) -> None:
+    """Register ``tempo_tree`` in verl's agent-loop registry and give agent loops the validation signal.
+
+    Called by :mod:`tempo_verl.plugin` when verl imports ``verl.experimental.agent_loop.agent_loop``
+    (in every process, agent-loop workers included). Idempotent.
+    """
+    worker = getattr(agent_loop_module, "AgentLoopWorker", None)
+    method = getattr(worker, "_run_agent_loop", None)
+    if method is None or not callable(getattr(agent_loop_module, "register", None)):
+        install_problems.append(
+            "verl.experimental.agent_loop.agent_loop lacks AgentLoopWorker._run_agent_loop/register"
+        )
+        return
+    agent_loop_module.register(AGENT_LOOP_NAME)(TreeAgentLoop)
+    if not getattr(method, _MARK, False):
+        worker._run_agent_loop = _with_validate_signal(method)

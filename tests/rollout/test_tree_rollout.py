@@ -1,0 +1,218 @@
+"""The ``tempo_tree`` agent loop in-process: outputs, branch points, failures, registry, config, start-up check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from omegaconf import OmegaConf
+
+from tempo_verl.rollout import config as tree_config
+from tempo_verl.rollout.backend import TransformersServer
+from tempo_verl.rollout.group import GroupFailed, active_groups
+from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.metrics import tree_rollout_metrics
+from tempo_verl.rollout.plan import Parent, choose_branch_points
+
+PARAMS = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "seed": 7}
+PROMPTS = ["parity 1 2 3 :", "parity 4 5 6 :", "parity 7 8 9 :"]
+
+
+def _run(policy, n=8, tree=None, prompts=PROMPTS, server=None, length=16):
+    tokenizer, model = policy
+    server = server or TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, length)
+
+    async def go():
+        loop = make_agent_loop(server, tokenizer, n, 8, length, tree)
+        return await rollout_groups(loop, prompts, [f"u{i}" for i in range(len(prompts))], n, PARAMS)
+
+    return asyncio.run(go())
+
+
+def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
+    groups = _run(policy, tree={"roots": 2})
+    assert not active_groups()  # no registry entry left behind
+    for group in groups:
+        assert len(group) == 8  # rollout.n responses, as verl expects
+        stats = [o.extra_fields["tempo_tree"] for o in group]
+        assert [s["branch"] for s in stats] == [0.0] * 2 + [1.0] * 6
+        for out, s in zip(group, stats, strict=True):
+            assert len(out.response_ids) <= 16 and out.response_mask == [1] * len(out.response_ids)
+            assert len(out.response_logprobs) == len(out.response_ids)
+            assert s["response_tokens"] == len(out.response_ids)
+            if s["branch"] and not s["fallback"]:
+                parent, t = group[int(s["parent"])], int(s["depth"])
+                assert 1 <= t <= len(parent.response_ids) - 2  # never the first or last token
+                assert out.response_ids[:t] == parent.response_ids[:t]  # the parent's prefix, its logprobs
+                assert out.response_logprobs[:t] == parent.response_logprobs[:t]
+                assert s["generated_tokens"] == len(out.response_ids) - t
+        branched = [tuple(o.response_ids[: int(s["depth"])]) for o, s in zip(group, stats, strict=True) if s["depth"]]
+        assert len(set(branched)) == len(branched) >= 3  # never the same point twice
+    stats = [o.extra_fields["tempo_tree"] for g in groups for o in g]
+    metrics = tree_rollout_metrics(stats, [u for u in "abc" for _ in range(8)])
+    generated = sum(s["generated_tokens"] for s in stats)
+    assert metrics["rollout_tree/saved_token_frac"] == pytest.approx(
+        1 - generated / sum(s["response_tokens"] for s in stats)
+    )
+    assert 0 < metrics["rollout_tree/saved_token_frac"] < 1
+    assert metrics["rollout_tree/branches_per_group"] == sum(s["branch"] - s["fallback"] for s in stats) / 3
+
+
+def test_roots_equal_n_is_independent_sampling(policy) -> None:
+    groups = _run(policy, tree={"roots": 8}, prompts=PROMPTS[:1])
+    stats = [o.extra_fields["tempo_tree"] for o in groups[0]]
+    assert all(s["branch"] == 0 and s["generated_tokens"] == s["response_tokens"] for s in stats)
+    assert len({tuple(o.response_ids) for o in groups[0]}) > 1  # each session its own seed
+
+
+def test_rounds_branch_from_branches(policy) -> None:
+    groups = _run(policy, n=8, tree={"roots": 1, "rounds": 3})
+    parents = {int(o.extra_fields["tempo_tree"]["parent"]) for g in groups for o in g}
+    assert parents - {-1, 0}  # some branch continues a branch
+
+
+class _FailingServer(TransformersServer):
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        if sampling_params.get("seed") == self.bad_seed:
+            await asyncio.sleep(0.05)
+            raise RuntimeError("server died")
+        return await super().generate(request_id, prompt_ids=prompt_ids, sampling_params=sampling_params, **kwargs)
+
+
+def test_a_failing_root_fails_its_group_fast_and_leaves_no_entry(policy) -> None:
+    from tempo_verl.rollout.loop import session_seed
+
+    tokenizer, model = policy
+    server = _FailingServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+    server.bad_seed = session_seed(PARAMS["seed"], "u0", 1)  # root 1 of the first prompt
+    start = time.monotonic()
+    with pytest.raises((RuntimeError, GroupFailed)):
+        _run(policy, tree={"roots": 2, "wait_timeout_s": 300}, server=server, prompts=PROMPTS[:1])
+    assert time.monotonic() - start < 30  # not the 300 s timeout
+    assert not active_groups()
+
+
+def test_wait_timeout_falls_back_to_independent_sampling(policy) -> None:
+    tokenizer, model = policy
+
+    class Slow(TransformersServer):
+        async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+            if len(prompt_ids) == 5:  # the roots: slower than the branches wait
+                await asyncio.sleep(0.3)
+            return await super().generate(request_id, prompt_ids=prompt_ids, sampling_params=sampling_params, **kwargs)
+
+    server = Slow(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+    groups = _run(policy, n=4, tree={"roots": 1, "wait_timeout_s": 0.05}, server=server, prompts=PROMPTS[:1])
+    stats = [o.extra_fields["tempo_tree"] for o in groups[0]]
+    assert [s["fallback"] for s in stats] == [0.0, 1.0, 1.0, 1.0]
+    assert not active_groups()
+
+
+def test_a_reissued_prompt_never_sees_stale_state(policy) -> None:
+    first = _run(policy, n=4, tree={"roots": 1}, prompts=PROMPTS[:1])
+    again = _run(policy, n=4, tree={"roots": 1}, prompts=PROMPTS[:1])
+    assert [o.response_ids for o in first[0]] == [o.response_ids for o in again[0]]
+    assert not active_groups()
+
+
+def test_validation_rollouts_are_the_stock_loop(policy) -> None:
+    from tempo_verl.rollout import loop as tree_loop
+
+    async def go():
+        token = tree_loop._validating.set(True)
+        try:
+            tokenizer, model = policy
+            server = TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+            loop = make_agent_loop(server, tokenizer, 4, 8, 16, {"roots": 1})
+            return await rollout_groups(loop, PROMPTS[:1], ["v"], 4, PARAMS)
+        finally:
+            tree_loop._validating.reset(token)
+
+    group = asyncio.run(go())[0]
+    assert all("tempo_tree" not in o.extra_fields for o in group)
+    assert len({tuple(o.response_ids) for o in group}) > 1
+
+
+# --- the rule ----------------------------------------------------------------------------------
+
+
+def test_rule_prefers_surprise_spreads_and_never_repeats() -> None:
+    a = Parent(0, [5, 6, 7, 8, 9, 1], [-0.01, -2.0, -0.01, -1.5, -0.01, -0.01])
+    b = Parent(1, [5, 6, 3, 8, 9, 1], [-0.01, -2.0, -0.1, -0.01, -1.9, -0.01])
+    points = choose_branch_points([a, b], 4)
+    assert [(p.key, t) for p, t in points] == [(0, 1), (1, 4), (0, 3), (1, 2)]
+    # b[:1] == a[:1]: the same point, not offered twice; b's next best is 4, then 2 (depth 1 used)
+    assert choose_branch_points([Parent(0, [1, 2], [-1.0, -1.0])], 1) == [None]  # no candidate: independent
+
+
+# --- config and start-up ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tree", "needle"),
+    [
+        ({"root": 2}, "unknown key(s) ['root']; valid keys are ['roots', 'rule', 'rounds', 'wait_timeout_s']"),
+        ({"roots": 0}, "custom.tree.roots: expected a value >= 1"),
+        ({"rule": "entropy"}, "custom.tree.rule: expected one of ['surprisal', 'random']"),
+        ({"rounds": 1.5}, "custom.tree.rounds: expected an integer"),
+    ],
+)
+def test_bad_knobs_are_named(tree, needle) -> None:
+    with pytest.raises(ValueError, match=None) as err:
+        tree_config.read_tree_config(OmegaConf.create({"custom": {"tree": tree}}))
+    assert needle in str(err.value)
+
+
+def test_defaults() -> None:
+    cfg = tree_config.read_tree_config(OmegaConf.create({"custom": None}))
+    assert cfg == tree_config.TreeRolloutConfig() and cfg.num_roots(8) == 2 and cfg.num_roots(3) == 1
+
+
+def _compose(overrides: list[str]):
+    import os
+
+    import verl
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(
+        config_dir=os.path.join(os.path.dirname(verl.__file__), "trainer", "config"), version_base=None
+    ):
+        return compose(config_name="ppo_trainer", overrides=overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["trainer.use_v1=False"], "needs verl's v1 trainer (trainer.use_v1=True)"),
+        (["+actor_rollout_ref.rollout.custom.tree.roots=9"], "roots: expected at most rollout.n=8"),
+        (["+actor_rollout_ref.rollout.custom.tree.depth=2"], "unknown key(s) ['depth']"),
+    ],
+)
+def test_verl_start_up_check_refuses_bad_tree_runs(overrides, needle) -> None:
+    from verl.utils.config import validate_config
+
+    cfg = _compose(
+        ["actor_rollout_ref.rollout.agent.default_agent_loop=tempo_tree", "actor_rollout_ref.rollout.n=8", *overrides]
+    )
+    with pytest.raises(ValueError) as err:
+        validate_config(cfg, use_reference_policy=False, use_critic=False)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_loop_off_changes_nothing() -> None:
+    from verl.experimental.agent_loop import agent_loop
+    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
+
+    cfg = _compose([])
+    assert (
+        not tree_config.selects_tree(cfg)
+        and cfg.actor_rollout_ref.rollout.agent.default_agent_loop == "single_turn_agent"
+    )
+    registry = agent_loop._agent_loop_registry
+    assert registry["single_turn_agent"]["_target_"].endswith(SingleTurnAgentLoop.__qualname__)
+    assert registry["tempo_tree"]["_target_"] == "tempo_verl.rollout.loop.TreeAgentLoop"
+    # the only change to verl's worker: a context variable around _run_agent_loop, read by tempo_tree alone
+    from tempo_verl.rollout.loop import validating
+
+    assert validating() is None
