@@ -90,9 +90,8 @@ def read_mask(
     - integer masks: with ``n`` the row sum and ``z`` the first position of the row minimum ``m``, a
       row is ones-then-zeros exactly when ``m == 1 and n == L`` or ``m == 0 and n == z`` (entries
       before ``z`` are then positive and sum to ``z``); without lengths, ``min >= 0 and max <= 1``;
-    - float masks: ``0 <= x <= 1`` and ``x == round(x)`` prove 0/1; then a row of ``n`` ones is
-      ones-then-zeros exactly when the sum of their positions is ``0 + 1 + ... + (n - 1)`` (any other
-      placement sums higher). Both sums are of integers, computed exactly.
+    - float masks: ``0 <= x <= 1`` and ``x == round(x)`` prove 0/1 (``x - round(x)`` is exact); a 0/1
+      row is ones-then-zeros exactly when it never rises (``x[t] - x[t + 1] >= 0``).
 
     Args:
         name: the argument's name, for the error.
@@ -112,13 +111,6 @@ def read_mask(
     only01 = torch.ones((), dtype=torch.bool, device=device)
     padded = torch.ones((), dtype=torch.bool, device=device)
     floating = mask.dtype.is_floating_point
-    shift, exact32 = 0, True
-    if floating and lengths:
-        # Position weights split in two (t = base * high + low) so that float32 sums of them stay exact.
-        shift = (width.bit_length() + 1) // 2
-        position = torch.arange(width, device=device)
-        weights = torch.stack([position >> shift, position & ((1 << shift) - 1)], dim=1)
-        exact32 = width * (1 << shift) < 2**24
     rows = max(1, _CHUNK_ELEMENTS // max(width, 1))
     for start in range(0, bs, rows):
         chunk = mask[start : start + rows]
@@ -136,16 +128,15 @@ def read_mask(
         only01 &= (low >= 0) & (high <= 1)
         if not floating:
             continue
-        if chunk.dtype != torch.float64 and not (chunk.dtype == torch.float32 and exact32):
-            chunk = chunk.to(torch.float64 if lengths and not exact32 else torch.float32)
+        if chunk.dtype not in (torch.float32, torch.float64):
+            chunk = chunk.float()
         off_low, off_high = torch.aminmax(chunk.round().sub_(chunk))
         only01 &= (off_low == 0) & (off_high == 0)
         if lengths and width:
-            count = chunk.sum(-1).long()
-            high_low = (chunk @ weights.to(chunk.dtype)).long()
-            position_sum = (high_low[:, 0] << shift) + high_low[:, 1]
-            padded &= (position_sum == count * (count - 1) // 2).all()
-            valid[start : start + rows] = count
+            # 0/1 values: integer sums, exact in float32 below 2**24; ones-then-zeros = never rising.
+            valid[start : start + rows] = chunk.sum(-1, dtype=torch.float64 if width >= 2**24 else None).long()
+            if width > 1:
+                padded &= torch.aminmax(chunk[:, :-1] - chunk[:, 1:]).min >= 0
     if not bool(only01) or (not bool(padded) and not floating and _outside01(mask)):
         raise ValueError(f"{name}: expected a 0/1 mask (values 0 and 1 only), found other values.")
     if not bool(padded):

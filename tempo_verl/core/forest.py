@@ -42,6 +42,8 @@ from tempo_verl.core.groups import GroupLayout, group_layout
 
 __all__ = ["PrefixForest", "build_prefix_forest", "expand_values", "pairwise_common_prefix"]
 
+# Wide unsigned ids are compared as the signed integers of the same bits (few CPU kernels take them).
+_SIGNED_VIEW = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
 _MAX_SPAN = 4096  # the longest comparison span of one step
 _STEP_ELEMENTS = 1 << 16  # tokens a step may compare anyway: rows x width below this costs little more
 
@@ -85,6 +87,7 @@ def _refine(responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout,
     active = layout.size[layout.group] >= 2
     # Row windows without index arithmetic: windows(W)[b] is flat[b : b + W], a view, gathered by row.
     flat = responses.contiguous().reshape(-1)
+    flat = flat.view(_SIGNED_VIEW.get(flat.dtype, flat.dtype))
 
     while True:
         act = active.nonzero().squeeze(1)  # host sync: one per step, never per token, row or group
@@ -260,9 +263,11 @@ def expand_values(
     at[row[on], pos[on]] = entry[on]
     since[row[on], pos[on] + 1] = entry[on]
     since = since.cummax(dim=1).values
-    before, after = value_before[order].to(torch.float64), value_after[order].to(torch.float64)
-    v = torch.where(since >= 0, after[since.clamp(min=0)], root_value.to(torch.float64)[:, None])
-    v = torch.where(at >= 0, before[at.clamp(min=0)], v)[:, : width + 1]
+    pad = torch.full((1,), float("nan"), dtype=torch.float64, device=device)  # index -1: no entry
+    before = torch.cat([value_before[order].to(torch.float64), pad])
+    after = torch.cat([value_after[order].to(torch.float64), pad])
+    v = torch.where(since >= 0, after[since], root_value.to(torch.float64)[:, None])
+    v = torch.where(at >= 0, before[at], v)[:, : width + 1]
     t = torch.arange(width + 1, device=device)
     return v.masked_fill(t[None, :] > lengths[:, None], float("nan"))
 

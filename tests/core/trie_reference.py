@@ -90,3 +90,23 @@ def reference_tempo_advantage(
                     a = float(summed[i] - mu) + td_coef * td
                 adv[i][t] = a * mask[i][t]
     return torch.tensor(adv, dtype=torch.float64).reshape(bs, L)
+
+
+def reference_prefix_values(
+    index, responses: torch.Tensor, lengths: list[int], scores: list[float]
+) -> list[list[float]]:
+    """``V(y_i[:t])`` for ``t = 0..n_i`` of every row, read off the dictionary trie of its group."""
+    ids = responses.tolist()
+    rows_of: dict = defaultdict(list)
+    for i in range(len(ids)):
+        rows_of[index[i]].append(i)
+    values: list[list[float]] = [[] for _ in ids]
+    for rows in rows_of.values():
+        root = _build_trie([(ids[i][: lengths[i]], scores[i]) for i in rows])
+        for i in rows:
+            node = root
+            values[i].append(node.value)
+            for tok in ids[i][: lengths[i]]:
+                node = node.children[tok]
+                values[i].append(node.value)
+    return values
