@@ -13,7 +13,7 @@ import torch
 
 __all__ = ["check_inputs", "check_lengths", "check_number", "read_mask"]
 
-_CHUNK_ELEMENTS = 1 << 18  # mask entries read per chunk: the most any check allocates at once
+_CHUNK_ELEMENTS = 1 << 22  # mask entries read per chunk: few, large steps (each is a parallel region)
 
 
 def check_number(name: str, value, minimum: float | None = None) -> float:
