@@ -110,15 +110,18 @@ def read_mask(
     valid = torch.zeros(bs, dtype=torch.long, device=device) if lengths else None
     only01 = torch.ones((), dtype=torch.bool, device=device)
     padded = torch.ones((), dtype=torch.bool, device=device)
-    floating = mask.dtype.is_floating_point
+    integer_path = out is None and not mask.dtype.is_floating_point  # else the chunks are checked as floats
     rows = max(1, _CHUNK_ELEMENTS // max(width, 1))
     for start in range(0, bs, rows):
         chunk = mask[start : start + rows]
         if out is not None:
-            torch.mul(chunk, scalars[start : start + rows, None], out=out[start : start + rows])
+            scaled = out[start : start + rows]
+            scaled.copy_(chunk)  # exact on 0 and 1, monotone elsewhere
+            if mask.dtype != torch.float64:
+                chunk = scaled  # so the float32 copy, hot in cache, gives the same verdict
         if chunk.dtype == torch.bool:
             chunk = chunk.view(torch.uint8)
-        if not floating and lengths and width:
+        if integer_path and lengths and width:
             count = chunk.sum(-1, dtype=torch.long)
             low, first_low = torch.min(chunk, dim=-1)
             padded &= (((low == 1) & (count == width)) | ((low == 0) & (count == first_low))).all()
@@ -126,18 +129,21 @@ def read_mask(
             continue
         low, high = torch.aminmax(chunk)
         only01 &= (low >= 0) & (high <= 1)
-        if not floating:
+        if integer_path:
             continue
         if chunk.dtype not in (torch.float32, torch.float64):
             chunk = chunk.float()
-        off_low, off_high = torch.aminmax(chunk.round().sub_(chunk))
-        only01 &= (off_low == 0) & (off_high == 0)
+        if mask.dtype.is_floating_point:  # integers are whole already
+            off_low, off_high = torch.aminmax(chunk.round().sub_(chunk))
+            only01 &= (off_low == 0) & (off_high == 0)
         if lengths and width:
             # 0/1 values: integer sums, exact in float32 below 2**24; ones-then-zeros = never rising.
             valid[start : start + rows] = chunk.sum(-1, dtype=torch.float64 if width >= 2**24 else None).long()
             if width > 1:
                 padded &= torch.aminmax(chunk[:, :-1] - chunk[:, 1:]).min >= 0
-    if not bool(only01) or (not bool(padded) and not floating and _outside01(mask)):
+        if out is not None:
+            scaled.mul_(scalars[start : start + rows, None])
+    if not bool(only01) or (not bool(padded) and integer_path and _outside01(mask)):
         raise ValueError(f"{name}: expected a 0/1 mask (values 0 and 1 only), found other values.")
     if not bool(padded):
         hint = (
