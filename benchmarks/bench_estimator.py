@@ -1,15 +1,19 @@
 """TEMPO estimator speed and memory, side by side with verl 0.9.1's own estimators (through its registry).
 
-    python benchmarks/bench_estimator.py            # all four figures (about 3-4 minutes on 2 cores)
-    python benchmarks/bench_estimator.py --quick    # smaller repeats, for a smoke run
+    python benchmarks/bench_estimator.py            # every figure (about 4-5 minutes on 2 cores)
+    python benchmarks/bench_estimator.py --quick    # fewer repeats, for a smoke run
 
-Figures (the targets of the estimator issue):
-1. paper scale, 512 prompts x 7 responses x 8192 tokens: TEMPO <= 0.8x verl `grpo`, <= 1.2x `grpo_vectorized`;
+Figures (the targets of the estimator issues):
+1. paper scale, 512 prompts x 7 responses x 8192 tokens, int64 masks (what verl passes): TEMPO <= 0.8x verl
+   `grpo`, <= 1.2x `grpo_vectorized`; the same with float32 masks (a library user's call): <= 1.5x;
 2. deep and wide, 64 x 16 x 8192 with ~2000-token shared prefixes: TEMPO <= 3x `grpo_vectorized`;
 3. against the per-token Python trie reference (tests/core/trie_reference.py) on 512x1024 realistic and
    128x1024 with ~600-token shared prefixes: >= 1000x faster;
-4. peak extra memory of one call at paper scale, each in a fresh process: TEMPO <= 1.5x `grpo_vectorized`.
-All timings: 2 torch threads, the minimum of several repeats.
+4. peak extra memory of one call at paper scale, each in a fresh process: TEMPO <= 1.2x `grpo_vectorized`
+   with int64 masks, <= 1.5x with float32 masks;
+5. scale: one group of 8192 responses x 2048 tokens (a constant uid) in a fresh process: < 2 s and < 1 GiB
+   extra; 64 groups x 64 responses x 4096 tokens: <= 3x `grpo_vectorized`.
+All timings: 2 torch threads, the minimum of several repeats (one call for the single group).
 """
 
 from __future__ import annotations
@@ -32,11 +36,20 @@ sys.path.insert(0, str(ROOT / "tests" / "core"))
 VOCAB = 151_000  # Qwen-sized vocabulary: random tokens almost never coincide by chance
 
 
-def make_batch(prompts: int, group: int, width: int, prefix_mean: float, seed: int = 0, min_frac: float = 0.25):
+def make_batch(
+    prompts: int,
+    group: int,
+    width: int,
+    prefix_mean: float,
+    seed: int = 0,
+    min_frac: float = 0.25,
+    mask_dtype: torch.dtype = torch.long,
+):
     """Synthetic rollouts: each response copies a geometric-length prefix of its group's base sequence.
 
-    Returns ``(token_level_rewards, response_mask, attention, index, responses)``; masks are int64 as verl
-    holds them, lengths uniform in ``[min_frac * width, width]``, scores 0/1 on the last valid token.
+    Returns ``(token_level_rewards, response_mask, attention, index, responses)``; masks are ``mask_dtype``
+    (int64 as verl holds them), lengths uniform in ``[min_frac * width, width]``, scores 0/1 on the last
+    valid token.
     """
     gen = torch.Generator().manual_seed(seed)
     bs = prompts * group
@@ -55,7 +68,8 @@ def make_batch(prompts: int, group: int, width: int, prefix_mean: float, seed: i
     rewards = torch.zeros(bs, width)
     rewards[torch.arange(bs), lengths - 1] = torch.randint(0, 2, (bs,), generator=gen).float()
     index = np.array([f"uid-{g}" for g in row_group.tolist()], dtype=object)
-    return rewards, attention.clone(), attention, index, responses
+    mask = attention.to(mask_dtype)
+    return rewards, mask, mask.clone(), index, responses
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -118,11 +132,19 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * 4096
 
 
-def peak_extra_memory_child(name: str) -> None:
-    """Runs in a fresh process: peak RSS above the inputs during one call, sampled every 0.2 ms."""
+CASES = {
+    "paper-int64": lambda: make_batch(512, 7, 8192, 30.0),
+    "paper-float32": lambda: make_batch(512, 7, 8192, 30.0, mask_dtype=torch.float32),
+    "one-group": lambda: make_batch(1, 8192, 2048, 30.0),
+}
+
+
+def peak_extra_memory_child(name: str, case: str) -> None:
+    """Runs in a fresh process: seconds and peak RSS above the inputs of one call, sampled every 0.2 ms."""
     torch.set_num_threads(2)
     fns = estimators()
-    batch = make_batch(512, 7, 8192, 30.0)
+    batch = CASES[case]()
+    call(name, fns, make_batch(2, 3, 16, 2.0, mask_dtype=batch[1].dtype))  # warm up the code paths
     import gc
 
     gc.collect()
@@ -137,41 +159,54 @@ def peak_extra_memory_child(name: str) -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    start = time.perf_counter()
     out = call(name, fns, batch)
+    seconds = time.perf_counter() - start
     peak[0] = max(peak[0], _rss_bytes())
     done.set()
     sampler.join()
     del out
-    print(json.dumps({"name": name, "extra_mb": (peak[0] - before) / 2**20}))
+    print(json.dumps({"name": name, "extra_mb": (peak[0] - before) / 2**20, "seconds": seconds}))
 
 
-def peak_extra_memory() -> dict[str, float]:
-    out = {}
-    for name in ("grpo_vectorized", "tempo"):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name], capture_output=True, text=True, check=True
-        )
-        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])["extra_mb"]
-    print("\n[peak extra memory of one call, paper scale, fresh process each]")
-    for name, mb in out.items():
-        print(f"  {name:<16} {mb:9.1f} MiB")
+def child_run(name: str, case: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--memory-child", name, case], capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def peak_extra_memory() -> dict[str, dict[str, float]]:
+    out = {case: {name: child_run(name, case)["extra_mb"] for name in ("grpo_vectorized", "tempo")} for case in CASES}
+    print("\n[4. peak extra memory of one call, fresh process each]")
+    for case in ("paper-int64", "paper-float32"):
+        for name, mb in out[case].items():
+            print(f"  {case:<14} {name:<16} {mb:9.1f} MiB")
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
-    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        peak_extra_memory_child(args.memory_child)
+        peak_extra_memory_child(*args.memory_child)
         return
     torch.set_num_threads(2)
     repeats = 2 if args.quick else 5
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, min of {repeats} repeats")
 
     paper = speed(
-        "1. paper scale: 512 x 7 x 8192, shared prefix ~ Geometric(mean 30)", make_batch(512, 7, 8192, 30.0), repeats
+        "1. paper scale: 512 x 7 x 8192, shared prefix ~ Geometric(mean 30), int64 masks",
+        make_batch(512, 7, 8192, 30.0),
+        repeats,
+    )
+    paper_f32 = speed(
+        "1f. paper scale, float32 masks",
+        make_batch(512, 7, 8192, 30.0, mask_dtype=torch.float32),
+        repeats,
+        names=("tempo", "grpo_vectorized"),
     )
     deep = speed(
         "2. deep and wide: 64 x 16 x 8192, shared prefix ~ Geometric(mean 2000)",
@@ -188,13 +223,27 @@ def main() -> None:
         repeats,
     )
     mem = peak_extra_memory()
+    wide = speed(
+        "5b. wide groups: 64 groups x 64 x 4096, shared prefix ~ Geometric(mean 30)",
+        make_batch(64, 64, 4096, 30.0),
+        repeats,
+        names=("tempo", "grpo_vectorized"),
+    )
+    one = child_run("tempo", "one-group")
+    print(f"\n[5a. one group of 8192 x 2048 (a constant uid), fresh process]\n  tempo {one['seconds']:9.2f} s")
 
+    m_int, m_f32 = mem["paper-int64"], mem["paper-float32"]
     print("\nsummary (measured / target)")
-    print(f"  1. tempo / grpo            {paper['tempo'] / paper['grpo']:6.2f}x   (<= 0.8x)")
-    print(f"  1. tempo / grpo_vectorized {paper['tempo'] / paper['grpo_vectorized']:6.2f}x   (<= 1.2x)")
-    print(f"  2. tempo / grpo_vectorized {deep['tempo'] / deep['grpo_vectorized']:6.2f}x   (<= 3x)")
-    print(f"  3. python ref / tempo      {r1:6.0f}x, {r2:.0f}x   (>= 1000x)")
-    print(f"  4. extra memory ratio      {mem['tempo'] / mem['grpo_vectorized']:6.2f}x   (<= 1.5x)")
+    print(f"  1. tempo / grpo                    {paper['tempo'] / paper['grpo']:6.2f}x   (<= 0.8x)")
+    print(f"  1. tempo / grpo_vectorized, int64  {paper['tempo'] / paper['grpo_vectorized']:6.2f}x   (<= 1.2x)")
+    print(f"  1. tempo / grpo_vectorized, f32    {paper_f32['tempo'] / paper_f32['grpo_vectorized']:6.2f}x   (<= 1.5x)")
+    print(f"  2. tempo / grpo_vectorized         {deep['tempo'] / deep['grpo_vectorized']:6.2f}x   (<= 3x)")
+    print(f"  3. python ref / tempo              {r1:6.0f}x, {r2:.0f}x   (>= 1000x)")
+    print(f"  4. extra memory ratio, int64       {m_int['tempo'] / m_int['grpo_vectorized']:6.2f}x   (<= 1.2x)")
+    print(f"  4. extra memory ratio, f32         {m_f32['tempo'] / m_f32['grpo_vectorized']:6.2f}x   (<= 1.5x)")
+    print(f"  5a. one group of 8192: time        {one['seconds']:6.2f} s   (< 2 s)")
+    print(f"  5a. one group of 8192: memory      {one['extra_mb']:6.0f} MiB (< 1024 MiB)")
+    print(f"  5b. tempo / grpo_vectorized, G=64  {wide['tempo'] / wide['grpo_vectorized']:6.2f}x   (<= 3x)")
 
 
 if __name__ == "__main__":

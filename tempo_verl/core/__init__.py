@@ -1,7 +1,9 @@
 """TEMPO in pure torch: no verl import, no config objects.
 
+- :mod:`~tempo_verl.core.advantage`: the advantage formula (GRPO + TD at branch tokens). Start here.
 - :mod:`~tempo_verl.core.forest`: the prefix trees of all groups, the prefix value V and the TD term.
-- :mod:`~tempo_verl.core.advantage`: the advantage formula (GRPO + TD at branch tokens) and its input checks.
+- :mod:`~tempo_verl.core.groups`: which rows form a group (verl's uid grouping).
+- :mod:`~tempo_verl.core.checks`: the input checks and the valid lengths of the masks.
 - :mod:`~tempo_verl.core.metrics`: the ``tempo/*`` tree metrics of a forest.
 """
 

@@ -1,180 +1,103 @@
 """The prefix trees of TEMPO ("P2T"), built for every group of a batch at once, in pure torch.
 
-The responses sampled for one prompt form a prefix tree. Everything TEMPO needs from that tree
-follows from one number per pair of responses of a group: the length of their longest common
-prefix, ``lcp(i, j)`` (capped by both valid lengths; ``lcp(i, i) = n_i``). Response ``j`` passes
-through the prefix ``s_t = y_i[:t]`` of response ``i`` exactly when ``lcp(i, j) >= t``, so
+The responses sampled for one prompt form a prefix tree. Response ``j`` passes through the prefix
+``s_t = y_i[:t]`` of response ``i`` when its first ``t`` tokens are those (``t <= n_j``, its valid
+length), and
 
-    V(s_t) = mean { r_j : lcp(i, j) >= t }      (the nonparametric prefix value, no critic)
+    V(s_t) = mean { r_j : j passes through s_t }      (the nonparametric prefix value, no critic)
 
-is a step function of ``t`` that only changes where another response of the group leaves the
-path of ``i``. The TD term ``V(s_{t+1}) - V(s_t)`` is therefore non-zero only at the depths
-``t = lcp(i, j) < n_i``: at most ``G - 1`` positions per row. The dense part of the advantage is
-plain GRPO; the tree only contributes these sparse branch entries.
+is a step function of ``t`` along response ``i`` that only changes where another response of the
+group leaves its path: at the *branch tokens* ``t < n_i``, at most ``G - 1`` per row. The TD term
+``V(s_{t+1}) - V(s_t)`` is zero elsewhere, so the forest is a list of branch entries
+``(i, t, V(s_t), V(s_{t+1}))``; :func:`expand_values` turns them back into dense values.
 
-How the pairwise common prefixes are found without a loop over tokens or rows, and without
-comparing every pair over its whole shared part: rows are refined in *classes* (rows of a group
-known to share a prefix of length ``depth``). Each class has a representative; every member
-compares the next ``window`` tokens with its representative in one batched gather. A member that
-stops matching at depth ``e`` leaves the class; members that leave at the same depth with the same
-next token form a new class one token deeper, those still matching stay, one window deeper. Two
-rows that end up in different classes get ``lcp = min(e_i, e_j)`` (the classic trie/ultrametric
-argument: if they left the representative's path at different depths, they part at the shallower
-one; at the same depth with different next tokens, they part there). Each row therefore reads its
-shared part roughly once, and the Python loop runs once per tree level or window, never per token,
-row or group.
+How the trees are found without a loop over tokens, rows or groups (:func:`_refine`): an MSD radix
+sort of the rows. Rows are kept in *classes* (trie nodes: rows of a group known to share a prefix
+of length ``depth``). Each class has a representative; every member compares the next ``span``
+tokens with the representative's in one batched gather. A member stops at depth ``e`` where it
+first differs (or where it or the representative ends); members stopping at the same depth with
+the same next token form a new class one token deeper, those matching the whole span stay, one span
+deeper (the span doubles while they keep matching). Each row reads its shared part about once and
+the Python loop runs once per tree level or span, never per token, row or group.
 
-Shapes: ``bs`` rows, ``L`` response positions, ``G`` the size of the largest group.
+What one step tells about the tree (:func:`build_prefix_forest`): in a class ``C``, the rows through
+``s_t`` for ``t <= e_i`` are exactly the members with ``e_j >= t``. So row ``i``'s branch tokens in
+this step are the stop depths of its class mates below ``e_i``, plus ``e_i`` itself when some other
+member goes on past it elsewhere; ``V`` there is a suffix mean of the class's members ordered by
+``e``, and ``V(s_{e_i + 1})`` the mean of ``i``'s new class. Each row gets one entry per branch token
+it has, so the work follows the size of the trees, not the square of the group size.
+
+Shapes: ``bs`` rows, ``L`` response positions, ``nb`` branch entries.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
-import numpy as np
 import torch
 
-__all__ = [
-    "GroupLayout",
-    "PrefixForest",
-    "build_prefix_forest",
-    "expand_values",
-    "group_layout",
-    "pairwise_common_prefix",
-    "uid_to_group_ids",
-]
+from tempo_verl.core.groups import GroupLayout, group_layout
 
-_END = -1  # "next token" of a response that ends at the compared depth
-_MATCHING = -2  # "next token" of a row still matching its representative at the end of the window
+__all__ = ["PrefixForest", "build_prefix_forest", "expand_values", "pairwise_common_prefix"]
+
+# Wide unsigned ids are compared as the signed integers of the same bits (few CPU kernels take them).
+_SIGNED_VIEW = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
 _MAX_SPAN = 4096  # the longest comparison span of one step
 _STEP_ELEMENTS = 1 << 16  # tokens a step may compare anyway: rows x width below this costs little more
 
 
-def uid_to_group_ids(index, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Map prompt ids (verl's ``uid``) to contiguous group ids ``0..num_groups-1``.
+class _Step(NamedTuple):
+    """One refinement step over the ``n`` rows still sharing a prefix with a group mate.
 
-    Args:
-        index: ``(bs,)`` group labels: a numpy array (verl passes ``non_tensor_batch["uid"]``, an
-            object array of strings), a list, or an integer tensor. Rows with equal labels form one
-            group; rows of a group need not be contiguous.
-        batch_size: the expected number of rows.
-        device: where the returned tensor lives.
-
-    Returns:
-        ``(bs,)`` int64 group ids.
-    """
-    if index is None:
-        raise ValueError(
-            "index: the prompt id of every row (verl's non_tensor_batch['uid']) is required to group "
-            "responses; pass index=<array of bs uids>."
-        )
-    if isinstance(index, torch.Tensor):
-        if index.dtype.is_floating_point or index.dtype.is_complex or index.dim() != 1:
-            raise ValueError(
-                f"index: expected a 1-D integer tensor or an array of uids, got {index.dtype} {tuple(index.shape)}."
-            )
-        labels = index.detach().cpu().numpy()
-    else:
-        labels = np.asarray(index, dtype=object) if not isinstance(index, np.ndarray) else index
-    if labels.ndim != 1 or labels.shape[0] != batch_size:
-        raise ValueError(f"index: expected one uid per row, shape ({batch_size},), got shape {tuple(labels.shape)}.")
-    try:
-        _, inverse = np.unique(labels, return_inverse=True)
-    except TypeError as err:
-        raise ValueError(
-            f"index: uids must be mutually comparable (all strings or all integers); got mixed types ({err})."
-        ) from err
-    return torch.as_tensor(inverse.reshape(-1).astype(np.int64), device=device)
-
-
-@dataclass(frozen=True)
-class GroupLayout:
-    """Where the rows of each group are.
-
-    Attributes:
-        group: ``(bs,)`` int64 group id of each row.
-        members: ``(num_groups, G)`` int64 row indices of each group's members in batch order,
-            padded with ``-1``.
-        size: ``(num_groups,)`` int64 number of rows of each group.
+    ``rows``: ``(n,)`` their indices; ``level``: ``(n,)`` compact ids of (class, stop depth) sorted by
+    class, then depth, with ``level_key = class * (L + 2) + depth`` per id; ``stop``: ``(n,)`` the
+    depth ``e`` where each row parts from its representative (``L + 1``: still matching);
+    ``ended``: ``(n,)`` the row itself ends at ``e``; ``new_class``: ``(n,)`` compact ids of the
+    classes after the step, grouped by level.
     """
 
-    group: torch.Tensor
-    members: torch.Tensor
-    size: torch.Tensor
-
-    @property
-    def mates(self) -> torch.Tensor:
-        """``(bs, G)`` the members of each row's group (``-1`` padded), the row itself included."""
-        return self.members[self.group]
+    rows: torch.Tensor
+    level: torch.Tensor
+    level_key: torch.Tensor
+    stop: torch.Tensor
+    ended: torch.Tensor
+    new_class: torch.Tensor
 
 
-def group_layout(group: torch.Tensor) -> GroupLayout:
-    """Lay out the rows of each group side by side.
+def _refine(responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout, window: int) -> Iterator[_Step]:
+    """Refine the rows of every group into trie nodes, one step per tree level or comparison span.
 
     Args:
-        group: ``(bs,)`` int64 contiguous group ids (see :func:`uid_to_group_ids`).
-    """
-    bs = group.shape[0]
-    size = torch.bincount(group)
-    width = int(size.max()) if bs else 0  # one host sync: the widest group
-    order = torch.argsort(group, stable=True)
-    start = torch.cumsum(size, 0) - size
-    slot = torch.arange(bs, device=group.device) - start[group[order]]
-    members = torch.full((size.shape[0], width), -1, dtype=torch.long, device=group.device)
-    members[group[order], slot] = order
-    return GroupLayout(group=group, members=members, size=size)
-
-
-def pairwise_common_prefix(
-    responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout, window: int = 32
-) -> torch.Tensor:
-    """Longest common prefix of every row with every member of its group.
-
-    Args:
-        responses: ``(bs, L)`` integer token ids; only the first ``lengths[i]`` of row ``i`` count.
-        lengths: ``(bs,)`` int64 valid lengths ``n_i``.
-        layout: the groups, from :func:`group_layout`.
-        window: how many tokens a row compares with its class representative in its first step after
-            a branch (doubling while it keeps matching). A speed knob: the result does not depend on it.
-
-    Returns:
-        ``(bs, G)`` int64: ``[i, k]`` is ``lcp(i, layout.mates[i, k])``, ``n_i`` on the row itself,
-        ``-1`` in padded slots.
+        responses: ``(bs, L)`` integer token ids of any integer dtype; only the first ``lengths[i]`` count.
+        lengths: ``(bs,)`` int64 valid lengths.
+        layout: the groups.
+        window: tokens a row compares in its first step after a branch (doubling while it keeps matching).
     """
     bs, L = responses.shape
+    if L == 0:  # nothing to compare: no branch, every common prefix is empty
+        return
     device = responses.device
-    mates = layout.mates
-    real = mates >= 0
-    safe_mates = mates.clamp(min=0)
-    lcp = torch.full(mates.shape, -1, dtype=torch.long, device=device)
-    rows = torch.arange(bs, device=device)
-    if L == 0:  # nothing to compare: every common prefix is empty
-        return torch.where(real, 0, -1)
-    never = L + 1  # e of a row that matched its representative over the whole window
-
-    # Class state of every row: id, representative, the depth its class is known to share, and how
-    # many tokens it compares next (doubling while it keeps matching, so a long shared part costs
-    # O(log) steps; back to `window` after each branch).
+    never = L + 1  # stop depth of a row that matched its representative over the whole window
     cls = layout.group.clone()
     rep = layout.members[layout.group, 0].clone()
     depth = torch.zeros(bs, dtype=torch.long, device=device)
     span = torch.full((bs,), window, dtype=torch.long, device=device)
     active = layout.size[layout.group] >= 2
-    stop_at = torch.full((bs,), never, dtype=torch.long, device=device)
-    next_tok = torch.full((bs,), _MATCHING, dtype=torch.long, device=device)
     # Row windows without index arithmetic: windows(W)[b] is flat[b : b + W], a view, gathered by row.
     flat = responses.contiguous().reshape(-1)
+    flat = flat.view(_SIGNED_VIEW.get(flat.dtype, flat.dtype))
 
     while True:
         act = active.nonzero().squeeze(1)  # host sync: one per step, never per token, row or group
-        if act.numel() == 0:
-            break
+        n_act = act.numel()
+        if n_act == 0:
+            return
         act_rep, act_depth, act_len = rep[act], depth[act], lengths[act]
         # Compare the next `span` tokens of each active row with its representative's: one window of
         # W positions per row, starting at its depth (or at L - W near the end, to stay in the row).
-        # All rows compare the same number of tokens: their longest span, or more while few rows are
-        # left (a step's fixed cost dominates small batches; its work is rows x width).
-        width = min(max(int(span[act].max()), _STEP_ELEMENTS // act.numel()), L)
+        width = min(max(int(span[act].max()), _STEP_ELEMENTS // n_act), L)
         windows = flat.as_strided((flat.numel() - width + 1, width), (1, 1))
         start = act_depth.clamp(max=L - width)
         own = windows[act * L + start]
@@ -183,41 +106,67 @@ def pairwise_common_prefix(
         differ = own != ref
         if L - width < int(act_depth.max()):  # some windows start before their row's depth (near the end)
             differ &= torch.arange(width, device=device) >= skip[:, None]
-        hit, first = differ.max(dim=1)
+        found, first = differ.max(dim=1)
         limit = torch.minimum(act_len, lengths[act_rep]) - act_depth  # both responses still have a token
-        k = torch.minimum(torch.where(hit, first - skip, never), limit)
+        k = torch.minimum(torch.where(found, first - skip, never), limit)
         hit = k < width
         e = torch.where(hit, act_depth + k, never)
-        tok = own.gather(1, (k + skip).clamp(max=width - 1)[:, None]).squeeze(1)
-        nt = torch.where(~hit, _MATCHING, torch.where(e < act_len, tok, _END))
-        stop_at[act], next_tok[act] = e, nt
+        ended = hit & (e >= act_len)
+        # The next token of each row as a code that no token id can collide with: 0 still matching,
+        # 1 ended, 2 + rank among this step's tokens otherwise (token ids are arbitrary integers).
+        tok = own.gather(1, (k + skip).clamp(max=width - 1)[:, None]).squeeze(1).long()
+        _, tok_rank = torch.unique(tok, return_inverse=True)
+        code = torch.where(hit, torch.where(ended, 1, tok_rank + 2), 0)
+        level_key, level = torch.unique(cls[act] * (L + 2) + e, return_inverse=True)
+        _, new_cls = torch.unique(level * (n_act + 2) + code, return_inverse=True)
+        yield _Step(rows=act, level=level, level_key=level_key, stop=e, ended=ended, new_class=new_cls)
 
-        # Pairs of this class that part now get their common prefix: min of the two stop depths.
-        m = safe_mates[act]
-        same_before = real[act] & active[m] & (cls[m] == cls[act][:, None])
-        e_m, nt_m = stop_at[m], next_tok[m]
-        same_after = (e_m == e[:, None]) & (nt_m == nt[:, None]) & (nt != _END)[:, None]
-        parted = same_before & ~same_after
-        lcp[act] = torch.where(parted, torch.minimum(e[:, None], e_m), lcp[act])
-
-        # New classes: rows that stopped at the same depth with the same next token, or still match.
-        # One int64 key per row: (class, stop depth, rank of the next token) < n * (L + 2) * n.
-        keep = nt != _END
-        _, nt_rank = torch.unique(nt, return_inverse=True)
-        n_act = act.numel()
-        key = (cls[act] * (L + 2) + e.clamp(max=L + 1)) * (n_act + 2) + nt_rank
-        _, new_cls = torch.unique(key, return_inverse=True)
-        count = torch.bincount(new_cls[keep], minlength=n_act)
+        # Rows go on in their new class while it holds another row that has not ended.
+        count = torch.bincount(new_cls[~ended], minlength=n_act)
         new_rep = torch.full_like(count, bs).scatter_reduce(0, new_cls, act, reduce="amin")
         cls[act] = new_cls
         rep[act] = new_rep[new_cls]
         depth[act] = torch.where(hit, e + 1, act_depth + width)
         span[act] = torch.where(hit, window, min(2 * width, _MAX_SPAN))
-        active[act] = keep & (count[new_cls] >= 2)
-        stop_at[act], next_tok[act] = never, _MATCHING
+        active[act] = ~ended & (count[new_cls] >= 2)
 
-    own_slot = mates == rows[:, None]
-    return torch.where(own_slot, lengths[:, None], lcp)
+
+def pairwise_common_prefix(
+    responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout, window: int = 32
+) -> torch.Tensor:
+    """Longest common prefix of every row with every member of its group, from the same refinement.
+
+    Two rows of a class that land in different new classes (or one of which ends) part at
+    ``min(e_i, e_j)``. ``O(bs * G)`` memory: meant for small sets of rows (one group of a dump); the
+    estimator itself never builds this table.
+
+    Args:
+        responses: ``(bs, L)`` integer token ids; only the first ``lengths[i]`` of row ``i`` count.
+        lengths: ``(bs,)`` int64 valid lengths ``n_i``.
+        layout: the groups (:func:`~tempo_verl.core.groups.group_layout`).
+        window: a speed knob of the refinement; the result does not depend on it.
+
+    Returns:
+        ``(bs, G)`` int64: ``[i, k]`` is ``lcp(i, layout.mates[i, k])``, ``n_i`` on the row itself,
+        ``-1`` in padded slots.
+    """
+    mates = layout.mates
+    real = mates >= 0
+    safe = mates.clamp(min=0)
+    lcp = torch.where(real, 0, -1)
+    bs = lengths.shape[0]
+    klass = torch.full((bs,), -1, dtype=torch.long, device=lengths.device)  # class before the step, -1 if idle
+    new_class, stop = torch.zeros_like(klass), torch.zeros_like(klass)
+    ended = torch.zeros_like(klass, dtype=torch.bool)
+    for step in _refine(responses, lengths, layout, window):
+        rows, cls = step.rows, step.level_key[step.level] // (responses.shape[1] + 2)
+        klass[rows], new_class[rows], stop[rows], ended[rows] = cls, step.new_class, step.stop, step.ended
+        m = safe[rows]
+        same_class = real[rows] & (klass[m] == cls[:, None])
+        parted = same_class & ((new_class[m] != step.new_class[:, None]) | ended[m] | step.ended[:, None])
+        lcp[rows] = torch.where(parted, torch.minimum(step.stop[:, None], stop[m]), lcp[rows])
+        klass[rows] = -1
+    return torch.where(mates == torch.arange(bs, device=lengths.device)[:, None], lengths[:, None], lcp)
 
 
 @dataclass(frozen=True)
@@ -228,115 +177,53 @@ class PrefixForest:
         layout: the groups.
         lengths: ``(bs,)`` int64 valid response lengths.
         scores: ``(bs,)`` float64 outcome scores ``r_i``.
-        common_prefix: ``(bs, G)`` int64 ``lcp`` with each group mate (``-1`` in padded slots).
-        branch_row, branch_pos: ``(nb,)`` int64 the branch tokens ``(i, t)``: positions where
-            another response of the group leaves the path of row ``i`` (``t < n_i``).
+        branch_row, branch_pos: ``(nb,)`` int64 the branch tokens ``(i, t)``, sorted by row then
+            position: positions where another response of the group leaves the path of row ``i`` (``t < n_i``).
         value_before, value_after: ``(nb,)`` float64 ``V(s_t)`` and ``V(s_{t+1})`` there.
+        divergence_depth: ``(bs,)`` int64 how many leading tokens a row shares with at least one other
+            row of its group: the depth at which it leaves the last path it shares (``n_i`` for an exact
+            duplicate or a response that another one extends, ``0`` in a singleton group).
     """
 
     layout: GroupLayout
     lengths: torch.Tensor
     scores: torch.Tensor
-    common_prefix: torch.Tensor
     branch_row: torch.Tensor
     branch_pos: torch.Tensor
     value_before: torch.Tensor
     value_after: torch.Tensor
+    divergence_depth: torch.Tensor
 
     @property
     def td(self) -> torch.Tensor:
         """``(nb,)`` float64 the TD term ``V(s_{t+1}) - V(s_t)`` at each branch token."""
         return self.value_after - self.value_before
 
-    @property
-    def divergence_depth(self) -> torch.Tensor:
-        """``(bs,)`` int64 how many leading tokens a row shares with at least one other row of its group.
-
-        This is the depth at which the response leaves the last path it shares (``n_i`` for an exact
-        duplicate or a response that another one extends, ``0`` in a singleton group).
-        """
-        others = self.common_prefix.masked_fill(
-            self.layout.mates == torch.arange(self.lengths.shape[0], device=self.lengths.device)[:, None], -1
-        )
-        return others.max(dim=1).values.clamp(min=0)
-
     def values(self, rows: torch.Tensor) -> torch.Tensor:
-        """Dense prefix values ``V(y_i[:t])`` for ``t = 0..L`` of the given rows.
+        """Dense prefix values ``V(y_i[:t])`` for ``t = 0..L`` of the given rows (see :func:`expand_values`).
 
         Args:
             rows: ``(k,)`` int64 row indices.
 
         Returns:
-            ``(k, L + 1)`` float64; entries with ``t > n_i`` are NaN (no such prefix).
+            ``(k, L + 1)`` float64, ``L`` the longest valid length of the batch; NaN for ``t > n_i``.
         """
-        lcp = self.common_prefix[rows]  # (k, G)
-        mates = self.layout.mates[rows]
-        r = torch.where(mates >= 0, self.scores[mates.clamp(min=0)], 0.0)
-        L = int(self.lengths.max()) if self.lengths.numel() else 0
-        t = torch.arange(L + 1, device=lcp.device)
-        through = lcp[:, None, :] >= t[None, :, None]  # (k, L+1, G): mate passes through y_i[:t]
-        total = (through * r[:, None, :]).sum(-1)
-        count = through.sum(-1)
-        v = total / count.clamp(min=1)
-        return v.masked_fill(t[None, :] > self.lengths[rows][:, None], float("nan"))
-
-
-def build_prefix_forest(
-    responses: torch.Tensor,
-    lengths: torch.Tensor,
-    group: torch.Tensor,
-    scores: torch.Tensor,
-    window: int = 32,
-) -> PrefixForest:
-    """Build the prefix trees of all groups and locate the branch tokens with their prefix values.
-
-    Args:
-        responses: ``(bs, L)`` integer token ids, right-padded.
-        lengths: ``(bs,)`` int64 valid lengths ``n_i`` (``0 <= n_i <= L``).
-        group: ``(bs,)`` int64 contiguous group ids.
-        scores: ``(bs,)`` outcome scores ``r_i``.
-        window: tokens compared per step (a speed knob; the result does not depend on it).
-
-    Returns:
-        The :class:`PrefixForest`.
-    """
-    layout = group_layout(group)
-    lcp = pairwise_common_prefix(responses, lengths, layout, window=window)
-    r64 = scores.to(torch.float64)
-    mates = layout.mates
-    mate_r = torch.where(mates >= 0, r64[mates.clamp(min=0)], 0.0)
-
-    # Per row, sort the mates by how deep they follow it. With d sorted descending, the mates that
-    # pass through s_t are a prefix of the sorted list, so cumulative sums give V at every depth.
-    d, perm = lcp.sort(dim=1, descending=True, stable=True)
-    valid = d >= 0
-    csum = torch.cumsum(mate_r.gather(1, perm) * valid, dim=1)
-    ccount = torch.cumsum(valid.to(torch.float64), dim=1)
-    g = d.shape[1]
-    k = torch.arange(g, device=d.device).expand_as(d)
-    starts = torch.ones_like(valid)
-    starts[:, 1:] = d[:, 1:] != d[:, :-1]
-    ends = torch.ones_like(valid)
-    ends[:, :-1] = d[:, :-1] != d[:, 1:]
-    first = torch.cummax(torch.where(starts, k, 0), dim=1).values  # first sorted slot with this depth
-    last = torch.flip(torch.cummin(torch.flip(torch.where(ends, k, g - 1), [1]), dim=1).values, [1])
-
-    # A branch of row i at t = d < n_i: mates with lcp == t pass through s_t but not s_{t+1}.
-    is_branch = starts & valid & (d < lengths[:, None])
-    b_row, b_slot = is_branch.nonzero(as_tuple=True)
-    b_first, b_last = first[b_row, b_slot], last[b_row, b_slot]
-    value_before = csum[b_row, b_last] / ccount[b_row, b_last]
-    value_after = csum[b_row, b_first - 1] / ccount[b_row, b_first - 1]
-    return PrefixForest(
-        layout=layout,
-        lengths=lengths,
-        scores=r64,
-        common_prefix=lcp,
-        branch_row=b_row,
-        branch_pos=d[b_row, b_slot],
-        value_before=value_before,
-        value_after=value_after,
-    )
+        bs = self.lengths.shape[0]
+        local = torch.full((bs,), -1, dtype=torch.long, device=rows.device)
+        local[rows] = torch.arange(rows.shape[0], device=rows.device)
+        keep = local[self.branch_row] >= 0
+        group = self.layout.group
+        mean = torch.zeros(self.layout.size.shape[0], dtype=torch.float64, device=rows.device)
+        mean = mean.index_add_(0, group, self.scores) / self.layout.size
+        return expand_values(
+            self.lengths[rows],
+            local[self.branch_row[keep]],
+            self.branch_pos[keep],
+            self.value_before[keep],
+            self.value_after[keep],
+            mean[group[rows]],
+            int(self.lengths.max()) if bs else 0,
+        )
 
 
 def expand_values(
@@ -348,35 +235,123 @@ def expand_values(
     root_value: torch.Tensor,
     width: int,
 ) -> torch.Tensor:
-    """Dense prefix values ``V(y_i[:t])``, ``t = 0..width``, from the sparse branch entries of ``k`` rows.
+    """Dense prefix values of ``k`` rows from their branch entries: the one expansion of V.
 
-    V is a step function of ``t`` that changes only at branch tokens, so the branch entries hold it
-    all: ``V(s_t)`` is the entry's ``value_before`` at a branch token ``t``; after a branch at ``t``
-    it is that entry's ``value_after`` until the next branch token; before the first branch token it
-    is ``root_value``.
+    ``V`` is a step function along a response: ``V(s_0) = root_value`` (the group's mean score) up to
+    the first branch token; ``V(s_t) = value_before`` at a branch token ``t``; after it, ``value_after``
+    until the next one.
 
     Args:
         lengths: ``(k,)`` int64 valid lengths ``n_i``.
-        branch_row: ``(nb,)`` int64 row (``0..k-1``) of each branch entry.
-        branch_pos: ``(nb,)`` int64 branch token ``t`` (``t < n_i``; at most one entry per row and ``t``).
-        value_before, value_after: ``(nb,)`` float64 ``V(s_t)`` and ``V(s_{t+1})`` there.
-        root_value: ``(k,)`` float64 ``V(empty prefix)`` of each row.
-        width: the largest ``t`` wanted.
+        branch_row: ``(nb,)`` int64 row of each entry, in ``0..k-1``.
+        branch_pos: ``(nb,)`` int64 its position ``t < n_i``.
+        value_before, value_after: ``(nb,)`` float ``V(s_t)`` and ``V(s_{t+1})``.
+        root_value: ``(k,)`` float64 ``V`` of the empty prefix of each row's group.
+        width: the last prefix length to give.
 
     Returns:
-        ``(k, width + 1)`` float64; NaN where ``t > n_i``.
+        ``(k, width + 1)`` float64: ``[i, t] = V(y_i[:t])``, NaN for ``t > n_i``.
     """
     k = lengths.shape[0]
     device = lengths.device
-    row, pos = branch_row.long(), branch_pos.long()
-    # Column t + 1 of a branch at t starts a run of its value_after; column 0 starts the root's run.
-    start = torch.zeros((k, width + 2), dtype=torch.long, device=device)
-    run_value = torch.zeros((k, width + 2), dtype=torch.float64, device=device)
-    run_value[:, 0] = root_value.to(torch.float64)
-    start[row, pos + 1] = pos + 1
-    run_value[row, pos + 1] = value_after.to(torch.float64)
-    latest = torch.cummax(start, dim=1).values  # per column: where its run started
-    values = run_value.gather(1, latest)[:, : width + 1]
-    values[row, pos] = value_before.to(torch.float64)
+    order = torch.argsort(branch_row * (width + 2) + branch_pos)
+    row, pos = branch_row[order], branch_pos[order]
+    entry = torch.arange(order.shape[0], device=device)
+    at = torch.full((k, width + 2), -1, dtype=torch.long, device=device)  # entry at position t
+    since = torch.full((k, width + 2), -1, dtype=torch.long, device=device)  # latest entry before t
+    on = pos <= width
+    at[row[on], pos[on]] = entry[on]
+    since[row[on], pos[on] + 1] = entry[on]
+    since = since.cummax(dim=1).values
+    pad = torch.full((1,), float("nan"), dtype=torch.float64, device=device)  # index -1: no entry
+    before = torch.cat([value_before[order].to(torch.float64), pad])
+    after = torch.cat([value_after[order].to(torch.float64), pad])
+    v = torch.where(since >= 0, after[since], root_value.to(torch.float64)[:, None])
+    v = torch.where(at >= 0, before[at], v)[:, : width + 1]
     t = torch.arange(width + 1, device=device)
-    return values.masked_fill(t[None, :] > lengths[:, None], float("nan"))
+    return v.masked_fill(t[None, :] > lengths[:, None], float("nan"))
+
+
+def build_prefix_forest(
+    responses: torch.Tensor,
+    lengths: torch.Tensor,
+    group: torch.Tensor,
+    scores: torch.Tensor,
+    window: int = 32,
+) -> PrefixForest:
+    """Build the prefix trees of all groups: the branch tokens with their prefix values.
+
+    Args:
+        responses: ``(bs, L)`` integer token ids of any integer dtype, right-padded.
+        lengths: ``(bs,)`` int64 valid lengths ``n_i`` (``0 <= n_i <= L``).
+        group: ``(bs,)`` int64 contiguous group ids.
+        scores: ``(bs,)`` outcome scores ``r_i``.
+        window: tokens compared per step (a speed knob; the result does not depend on it).
+
+    Returns:
+        The :class:`PrefixForest`.
+    """
+    layout = group_layout(group)
+    r64 = scores.to(torch.float64)
+    L = responses.shape[1]
+    device = lengths.device
+    divergence = torch.zeros_like(lengths)
+    rows_out, pos_out, before_out, after_out = [], [], [], []
+    for step in _refine(responses, lengths, layout, window):
+        rows, level, e = step.rows, step.level, step.stop
+        n_levels = step.level_key.shape[0]
+        depth = step.level_key % (L + 2)
+        r = r64[rows]
+        count = torch.bincount(level, minlength=n_levels)
+        total = torch.zeros(n_levels, dtype=torch.float64, device=device).index_add_(0, level, r)
+        # Levels are sorted by class, then depth: each class is a run [first, end) of levels, and the
+        # rows through s_t (t <= e_i) are its levels from depth t on: suffix sums inside the run.
+        _, run = torch.unique_consecutive(step.level_key // (L + 2), return_counts=True)
+        end = torch.cumsum(run, 0)
+        first = (end - run).repeat_interleave(run)
+        end = end.repeat_interleave(run)
+        before_sum = torch.cat([total.new_zeros(1), torch.cumsum(total, 0)])
+        before_count = torch.cat([count.new_zeros(1), torch.cumsum(count, 0)])
+        through_sum = before_sum[end] - before_sum[:-1]
+        through_count = before_count[end] - before_count[:-1]
+        v = through_sum / through_count  # V(s_t) at each level's depth, for rows at or past it
+
+        # Branch tokens of row i below e_i: one per level of its class before its own.
+        below = level - first[level]
+        row_of = torch.repeat_interleave(torch.arange(rows.shape[0], device=device), below)
+        lv = (
+            first[level][row_of]
+            + torch.arange(row_of.shape[0], device=device)
+            - (torch.cumsum(below, 0) - below)[row_of]
+        )
+        # And at e_i itself when some other row of the class goes on past it (not the same way).
+        n_new = torch.bincount(step.new_class)
+        sum_new = torch.zeros(n_new.shape[0], dtype=torch.float64, device=device).index_add_(0, step.new_class, r)
+        own = (e <= L) & ~step.ended & (through_count[level] > n_new[step.new_class])
+        rows_out += [rows[row_of], rows[own]]
+        pos_out += [depth[lv], e[own]]
+        before_out += [v[lv], v[level[own]]]
+        after_out += [v[lv + 1], (sum_new / n_new)[step.new_class[own]]]
+
+        # Rows that leave now: the deepest point they share with another row of the class.
+        going_on = torch.bincount(step.new_class[~step.ended], minlength=n_new.shape[0])
+        leaving = step.ended | (going_on[step.new_class] < 2)
+        top = end[level] - 1  # the class's deepest level
+        alone_at_top = (level == top) & (count[level] == 1)
+        others_top = depth[torch.where(alone_at_top, top - 1, top)]
+        divergence[rows[leaving]] = torch.minimum(e, others_top)[leaving]
+
+    branch_row = torch.cat(rows_out) if rows_out else lengths.new_zeros(0)
+    branch_pos = torch.cat(pos_out) if pos_out else lengths.new_zeros(0)
+    order = torch.argsort(branch_row * (L + 1) + branch_pos)
+    empty = r64.new_zeros(0)
+    return PrefixForest(
+        layout=layout,
+        lengths=lengths,
+        scores=r64,
+        branch_row=branch_row[order],
+        branch_pos=branch_pos[order],
+        value_before=(torch.cat(before_out) if before_out else empty)[order],
+        value_after=(torch.cat(after_out) if after_out else empty)[order],
+        divergence_depth=divergence,
+    )

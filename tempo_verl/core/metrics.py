@@ -32,7 +32,11 @@ def tree_metrics(forest: PrefixForest, response_mask: torch.Tensor) -> dict[str,
     depth = forest.divergence_depth.to(torch.float64)
     b_row, b_pos = forest.branch_row, forest.branch_pos
     trained_branch = response_mask[b_row, b_pos].to(torch.float64).sum()
-    trained = response_mask.sum().to(torch.float64)  # summed in its own dtype: no full-size float64 copy
+    # Counted, not summed in the mask's dtype (fp16 stops at 65504, float32 is inexact past 2**24), and
+    # without a full-size copy: the mask is 0/1 (the estimator checked it).
+    trained = (response_mask.count_nonzero() if response_mask.dtype.is_floating_point else response_mask.sum()).to(
+        torch.float64
+    )
     multi = layout.size >= 2
     shares = torch.zeros_like(layout.size).index_add_(0, layout.group, (grouped & (depth > 0)).long()) > 0
     n_grouped = grouped.sum()

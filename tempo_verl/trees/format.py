@@ -32,7 +32,8 @@ from typing import Any
 
 import torch
 
-from tempo_verl.core.forest import build_prefix_forest, expand_values, group_layout, pairwise_common_prefix
+from tempo_verl.core.forest import build_prefix_forest, expand_values, pairwise_common_prefix
+from tempo_verl.core.groups import group_layout
 
 __all__ = [
     "FORMAT",
@@ -255,7 +256,7 @@ def _check_against_tree(obj: dict, fail: Callable[[str], TreeInputError]) -> Non
         for (t, before, after), (_, want_before, want_after) in zip(resp["branches"], want, strict=True):
             for label, depth, value, v in (("V(s_t)", t, before, want_before), ("V(s_t+1)", t + 1, after, want_after)):
                 if abs(value - v) > _TOLERANCE * scale:
-                    through = int((forest.common_prefix[i] >= depth).sum())
+                    through = int((pairwise_lcp([r["ids"] for r in responses])[i] >= depth).sum())
                     raise fail(
                         f"responses[{i}].branches at t={t}: {label} = {value!r}, but the mean score of the "
                         f"{through} responses through that prefix is {v!r}"

@@ -6,7 +6,6 @@ benchmark: one Python dict per trie node, a loop over groups, rows and tokens. S
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 import torch
@@ -53,10 +52,15 @@ def reference_tempo_advantage(
 ) -> torch.Tensor:
     """TEMPO advantages ``(bs, L)`` float64, computed token by token.
 
-    ``lengths[i]`` is the valid length ``n_i`` of row ``i`` (the sum of its attention mask).
+    ``lengths[i]`` is the valid length ``n_i`` of row ``i`` (the sum of its attention mask). The GRPO
+    part ``(r_i - mu) / (sd + eps)`` is computed as verl's ``grpo`` computes it (``torch.mean`` and
+    ``torch.std`` of the group's scores, in their dtype): the spec says ``td_coef = 0`` is exactly verl's
+    GRPO, and in a group whose scores nearly agree (``sd`` far below ``eps``) the rounding of ``mu``
+    is what the result is made of. The TD term is added in float64.
     """
     bs, L = token_level_rewards.shape
-    scores = token_level_rewards.sum(-1).double().tolist()  # summed in the input dtype, as verl does
+    summed = token_level_rewards.sum(-1)  # summed in the input dtype, as verl does
+    scores = summed.double().tolist()
     ids = responses.tolist()
     mask = response_mask.double().tolist()
     rows_of: dict = defaultdict(list)
@@ -65,12 +69,11 @@ def reference_tempo_advantage(
 
     adv = [[0.0] * L for _ in range(bs)]
     for rows in rows_of.values():
-        r = [scores[i] for i in rows]
+        group_scores = torch.stack([summed[i] for i in rows])
         if len(rows) == 1:
-            mu, sd = 0.0, 1.0
+            mu, sd = torch.tensor(0.0), torch.tensor(1.0)
         else:
-            mu = sum(r) / len(r)
-            sd = math.sqrt(sum((x - mu) ** 2 for x in r) / (len(r) - 1))
+            mu, sd = group_scores.mean(), group_scores.std()
         root = _build_trie([(ids[i][: lengths[i]], scores[i]) for i in rows])
         for i in rows:
             node = root
@@ -81,8 +84,29 @@ def reference_tempo_advantage(
                     child = node.children[ids[i][t]]
                     td = child.value - node.value
                     node = child
-                a = (scores[i] - mu) + td_coef * td
                 if norm_adv_by_std_in_grpo:
-                    a /= sd + epsilon
+                    a = float((summed[i] - mu) / (sd + epsilon)) + td_coef * td / float(sd + epsilon)
+                else:
+                    a = float(summed[i] - mu) + td_coef * td
                 adv[i][t] = a * mask[i][t]
     return torch.tensor(adv, dtype=torch.float64).reshape(bs, L)
+
+
+def reference_prefix_values(
+    index, responses: torch.Tensor, lengths: list[int], scores: list[float]
+) -> list[list[float]]:
+    """``V(y_i[:t])`` for ``t = 0..n_i`` of every row, read off the dictionary trie of its group."""
+    ids = responses.tolist()
+    rows_of: dict = defaultdict(list)
+    for i in range(len(ids)):
+        rows_of[index[i]].append(i)
+    values: list[list[float]] = [[] for _ in ids]
+    for rows in rows_of.values():
+        root = _build_trie([(ids[i][: lengths[i]], scores[i]) for i in rows])
+        for i in rows:
+            node = root
+            values[i].append(node.value)
+            for tok in ids[i][: lengths[i]]:
+                node = node.children[tok]
+                values[i].append(node.value)
+    return values
