@@ -8,6 +8,8 @@
   files; a failed or interrupted run leaves the previous folder as it was. Two runs writing into the
   same folder at once: the second one fails at once with :class:`OutputBusyError`
   (an exclusive ``flock`` on the hidden sibling ``.{name}.lock``, released when the run ends or dies).
+  Only an empty folder or one that a run of ours wrote (it holds the marker file :data:`MARKER`) is
+  ever replaced: any other existing folder is refused with :class:`OutputFolderError` before the run.
 
 Temporary names are hidden siblings (``.{name}.tmp-*``) in the target's own folder, so the final rename
 never crosses a file system. A run killed by SIGKILL can leave one behind; it is never presented as
@@ -24,11 +26,31 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["OutputBusyError", "atomic_output_dir", "atomic_write_text"]
+__all__ = ["MARKER", "OutputBusyError", "OutputFolderError", "atomic_output_dir", "atomic_write_text"]
+
+#: The file that marks a folder written by :func:`atomic_output_dir` (and so safe to replace).
+MARKER = ".tempo-verl-output"
 
 
 class OutputBusyError(RuntimeError):
     """Another run is writing the same output folder right now."""
+
+
+class OutputFolderError(ValueError):
+    """The output folder exists, is not empty, and was not written by a tempo-verl run."""
+
+
+def _check_replaceable(final: Path) -> None:
+    if not final.exists():
+        return
+    if not final.is_dir():
+        raise OutputFolderError(f"{final}: exists and is not a folder; choose another output folder.")
+    if (final / MARKER).is_file() or not any(final.iterdir()):
+        return
+    raise OutputFolderError(
+        f"{final}: holds files that no tempo-verl run wrote (no {MARKER} in it); the output folder is replaced "
+        "as a whole, so choose a new or empty folder."
+    )
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
@@ -69,8 +91,10 @@ def atomic_output_dir(final: str | os.PathLike) -> Iterator[Path]:
             ...                              # an exception here leaves `out` as it was
 
     On success a previous ``final`` folder is moved aside and deleted: ``final`` then holds exactly
-    this run's files. While the block runs, the exclusive lock ``.{name}.lock`` (next to ``final``)
-    is held: a second run into the same ``final`` raises :class:`OutputBusyError` at once.
+    this run's files and the marker :data:`MARKER`. While the block runs, the exclusive lock
+    ``.{name}.lock`` (next to ``final``) is held: a second run into the same ``final`` raises
+    :class:`OutputBusyError` at once. A ``final`` that exists, is not empty and holds no marker (a
+    folder of the user's) is never replaced: :class:`OutputFolderError`, before the block runs.
 
     Args:
         final: the output folder (its parent is created if missing).
@@ -80,12 +104,11 @@ def atomic_output_dir(final: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         OutputBusyError: another run holds the lock of ``final``.
-        NotADirectoryError: ``final`` exists and is not a folder.
+        OutputFolderError: ``final`` is a file, or a non-empty folder no tempo-verl run wrote.
     """
     final = Path(final)
+    _check_replaceable(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not final.is_dir():
-        raise NotADirectoryError(f"{final}: exists and is not a folder; choose another output folder")
     lock_fd = os.open(final.with_name(f".{final.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
@@ -100,6 +123,8 @@ def atomic_output_dir(final: str | os.PathLike) -> Iterator[Path]:
         os.mkdir(tmp, 0o777)
         try:
             yield tmp
+            (tmp / MARKER).write_text("written by tempo-verl: this whole folder is replaced by the next run\n")
+            _check_replaceable(final)
             old = final.with_name(f".{final.name}.tmp-old-{secrets.token_hex(6)}")
             if final.exists():
                 os.rename(final, old)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tempo_verl.outputs import OutputBusyError, atomic_output_dir, atomic_write_text
+from tempo_verl.outputs import MARKER, OutputBusyError, OutputFolderError, atomic_output_dir, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,16 +75,33 @@ def test_a_rerun_replaces_the_folder_whole_and_a_failed_run_changes_nothing(tmp_
     with pytest.raises(RuntimeError, match="interrupted"), atomic_output_dir(out) as tmp:
         (tmp / "summary.json").write_text("partial")
         raise RuntimeError("interrupted")
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "old.txt", "summary.json"]
     assert (out / "summary.json").read_text() == "old"
     with atomic_output_dir(out) as tmp:
         (tmp / "summary.json").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # no old file presented as this run's
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.json"]  # no old file presented as this run's
     assert (out / "summary.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # no temporary folder left
     (tmp_path / "file").write_text("")
-    with pytest.raises(NotADirectoryError), atomic_output_dir(tmp_path / "file"):
+    with pytest.raises(OutputFolderError, match="not a folder"), atomic_output_dir(tmp_path / "file"):
         pass
+
+
+def test_a_folder_no_run_wrote_is_never_replaced(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    ran = False
+    with pytest.raises(OutputFolderError, match="no tempo-verl run wrote"), atomic_output_dir(mine):
+        ran = True
+    assert not ran and (mine / "thesis.tex").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with atomic_output_dir(empty) as tmp:  # an empty folder is fine, and then it is ours
+        (tmp / "a.txt").write_text("a")
+    with atomic_output_dir(empty) as tmp:
+        (tmp / "b.txt").write_text("b")
+    assert sorted(p.name for p in empty.iterdir()) == [MARKER, "b.txt"]
 
 
 def test_two_writers_of_one_process_into_one_folder(tmp_path):
@@ -92,7 +109,7 @@ def test_two_writers_of_one_process_into_one_folder(tmp_path):
         (tmp / "a.txt").write_text("a")
         with pytest.raises(OutputBusyError, match="another run"), atomic_output_dir(tmp_path / "out"):
             pass
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER, "a.txt"]
 
 
 def test_two_processes_into_one_folder_the_second_fails_clearly_the_first_lands_whole(tmp_path):
@@ -104,9 +121,9 @@ def test_two_processes_into_one_folder_the_second_fails_clearly_the_first_lands_
     assert "another run is writing this output folder" in second.stderr.read()
     go.write_text("")
     assert first.wait(timeout=120) == 0, first.stderr.read()
-    assert sorted(p.name for p in out.iterdir()) == ["first.txt", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "first.txt", "summary.json"]
     # Once the first run is done, the next one replaces its folder whole.
     (tmp_path / "go-third").write_text("")
     third = _start(out, tmp_path / "go-third", "third")
     assert third.wait(timeout=120) == 0, third.stderr.read()
-    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "third.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.json", "third.txt"]

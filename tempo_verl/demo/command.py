@@ -36,14 +36,7 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
     except (ValueError, ImportError) as err:
         print(f"tempo-verl demo: error: {err}", file=sys.stderr)
         return 2
-    try:  # fail now, not after the training, when the outputs cannot be written
-        cfg.out.mkdir(parents=True, exist_ok=True)
-        probe = cfg.out / ".tempo-demo-write-test"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as err:
-        print(f"tempo-verl demo: error: --out {out}: cannot write there ({err.strerror or err}).", file=sys.stderr)
-        return 2
+    from tempo_verl.outputs import OutputBusyError, OutputFolderError, atomic_output_dir
 
     console = Console(stderr=True)
     running: dict[str, str] = dict.fromkeys(cfg.estimators, "-")
@@ -56,28 +49,34 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
         TimeElapsedColumn(),
     )
     total = cfg.seeds * len(cfg.estimators) * cfg.steps
-    with Progress(*columns, console=console, transient=False) as progress:
-        task_id = progress.add_task("demo", total=total, run="warm-up", rewards="")
 
-        def on_step(name: str, seed: int, step: int, reward: float) -> None:
-            window = recent.setdefault((name, seed), [])
-            window.append(reward)
-            running[name] = f"{sum(window[-5:]) / len(window[-5:]):.2f}"
-            shown = "  ".join(f"{n} {r}" for n, r in running.items())
-            progress.update(
-                task_id,
-                advance=1,
-                run=f"seed {seed + 1}/{cfg.seeds} {name}",
-                rewards=f"reward (last 5 steps): {shown}",
-            )
+    def on_step(name: str, seed: int, step: int, reward: float) -> None:
+        window = recent.setdefault((name, seed), [])
+        window.append(reward)
+        running[name] = f"{sum(window[-5:]) / len(window[-5:]):.2f}"
+        shown = "  ".join(f"{n} {r}" for n, r in running.items())
+        progress.update(
+            task_id, advance=1, run=f"seed {seed + 1}/{cfg.seeds} {name}", rewards=f"reward (last 5 steps): {shown}"
+        )
 
-        try:
+    # The outputs are built in a temporary sibling of --out and replace it whole when the run ends: an
+    # interrupted run leaves no partial result, and no file of an earlier run is presented as this one's.
+    # An --out that cannot be written, that another run is writing, or that holds the user's own files
+    # fails before the training (see tempo_verl/outputs.py).
+    try:
+        with atomic_output_dir(cfg.out) as stage, Progress(*columns, console=console, transient=False) as progress:
+            task_id = progress.add_task("demo", total=total, run="warm-up", rewards="")
             result = run_demo(cfg, on_step=on_step)
-            report = write_outputs(result, cfg.out)
-        except (ValueError, RuntimeError, OSError) as err:
-            progress.stop()
-            print(f"tempo-verl demo: error: {type(err).__name__}: {err}", file=sys.stderr)
-            return 2
+            report = write_outputs(result, stage)
+    except (OutputBusyError, OutputFolderError) as err:  # they name the folder and what to do
+        print(f"tempo-verl demo: error: --out {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"tempo-verl demo: error: --out {out}: cannot write there ({err.strerror or err}).", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as err:
+        print(f"tempo-verl demo: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
 
     title = f"tempo-verl demo: {cfg.seeds} seeds x {cfg.steps} steps, {cfg.rollout} rollout, target {cfg.target:g}"
     table = Table(title=title)
@@ -115,7 +114,7 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
         if tempo is not None and grpo is not None:
             print(f"median steps to target: grpo / tempo = {grpo / tempo:.2f}x")
     print(f"wrote {len(report.files)} files to {cfg.out.resolve()}:")
-    for path in report.files.values():
+    for path in (cfg.out / p.name for p in report.files.values()):
         print(f"  {path.resolve()}")
     print(f"total time {time.perf_counter() - started:.0f} s (warm-up {result.warmup_time_s:.0f} s)")
     return 0

@@ -13,7 +13,8 @@ An *arm* is an estimator from verl's registry and a rollout backend, written ``e
    reward, and the paired ratios against ``grpo+independent`` with 95 % bootstrap intervals
    (:mod:`tempo_verl.demo.stats`: censored seeds count at their budget, never dropped).
 
-Outputs (written into a temporary folder, then moved into ``--out``; ``study.json`` last):
+Outputs (built in a temporary folder that replaces ``--out`` whole when the study ends,
+:func:`tempo_verl.outputs.atomic_output_dir`):
 ``study.json`` (the results), ``runs.json`` (every run's reward and token curves), ``study.png``
 (reward curves with bands, and the ratios with their intervals), ``study.txt`` (the table) and
 ``trees-TASK-ARM.html`` (the prefix trees at the middle step of each arm's first evaluation seed).
@@ -39,7 +40,8 @@ from tempo_verl.demo.loop import DemoConfig, Prepared, RunResult, check_estimato
 from tempo_verl.demo.model import ModelSize, build_tokenizer
 from tempo_verl.demo.report import tree_html
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
-from tempo_verl.demo.study_outputs import plot, staged_outputs, table
+from tempo_verl.demo.study_report import plot, table
+from tempo_verl.outputs import atomic_output_dir
 
 __all__ = [
     "BASELINE",
@@ -325,7 +327,7 @@ def run_study(
 
     Raises:
         ValueError: one line, before any training, for an unknown task, arm or estimator, an arm
-            whose rollout this build lacks, or an ``out`` another study is writing to.
+            whose rollout this build lacks, an ``out`` another study is writing to, or a folder of the user's.
     """
     unknown = [t for t in tasks if t not in PROTOCOLS]
     if unknown:
@@ -341,7 +343,7 @@ def run_study(
             check_estimators(cfg.estimators, cfg.algorithm_config())
     started = time.perf_counter()
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
-    with staged_outputs(out) as stage:
+    with atomic_output_dir(out) as stage:
         study: dict[str, Any] = {"tasks": {}, "quick": quick}
         every_run: list[dict[str, Any]] = []
         try:
@@ -360,7 +362,9 @@ def run_study(
         (stage / "study.txt").write_text(text, encoding="utf-8")
         (stage / "runs.json").write_text(json.dumps(every_run) + "\n", encoding="utf-8")
         plot(study, every_run, stage / "study.png")
-        (stage / "study.json").write_text(json.dumps(study, indent=1) + "\n", encoding="utf-8")
+        # One task: its entry at the top level (task, seeds, lr_grid, arms, ...); several: under "tasks".
+        payload = study if len(protocols) > 1 else {**study.pop("tasks")[protocols[0].task], **study}
+        (stage / "study.json").write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     log(text)
     return study
 

@@ -14,6 +14,7 @@ from tempo_verl.demo.loop import DemoConfig, run_demo, train
 from tempo_verl.demo.model import ModelSize, build_model, build_tokenizer, sample_groups, warm_up
 from tempo_verl.demo.report import steps_to_target, write_outputs
 from tempo_verl.demo.task import ParityTask
+from tempo_verl.outputs import MARKER
 
 TINY = ModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
 
@@ -238,6 +239,34 @@ def test_demo_command_unwritable_out(tmp_path) -> None:
     result = CliRunner().invoke(app, ["demo", "--out", str(blocker / "sub"), "--steps", "1", "--seeds", "1"])
     assert result.exit_code == 2 and "cannot write there" in result.output
     assert len([x for x in result.output.splitlines() if x.strip()]) == 1
+
+
+def test_demo_command_never_replaces_a_folder_of_the_users(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--steps", "1", "--seeds", "1"])
+    assert result.exit_code == 2 and "no tempo-verl run wrote" in result.output and "warm-up" not in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_an_interrupted_demo_leaves_the_previous_outputs_whole(tmp_path, monkeypatch) -> None:
+    from tempo_verl.demo import command, report
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MARKER).write_text("")
+    (out / "summary.json").write_text('{"previous": true}')
+
+    def write_then_die(result, stage):
+        (stage / "summary.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_outputs", write_then_die)
+    monkeypatch.setattr("tempo_verl.demo.loop.run_demo", lambda cfg, on_step=None: None)
+    with pytest.raises(KeyboardInterrupt):
+        command.demo_command(str(out), 1, 1, "grpo", "cpu")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.json"]
+    assert (out / "summary.json").read_text() == '{"previous": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # no half-written folder
 
 
 def test_demo_command_cuda_without_gpu(tmp_path, monkeypatch) -> None:

@@ -17,8 +17,8 @@ from tempo_verl.cli import app
 from tempo_verl.demo.loop import DemoConfig, prepare
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
 from tempo_verl.demo.study import PROTOCOLS, QUICK, Arm, Job, parse_arms, train_job
-from tempo_verl.demo.study_outputs import staged_outputs
 from tempo_verl.demo.task import RuleTask, make_task
+from tempo_verl.outputs import MARKER
 
 # ----- statistics ------------------------------------------------------------------------------
 
@@ -142,19 +142,11 @@ def test_study_command_errors_are_one_line_before_training(tmp_path, args, needl
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_study_cannot_write_into_a_busy_folder(tmp_path) -> None:
-    with staged_outputs(tmp_path) as stage:
-        (stage / "study.json").write_text("{}")
-        with pytest.raises(ValueError, match="another study is writing there"), staged_outputs(tmp_path):
-            pass
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.json"]
-
-
-def test_failed_study_leaves_no_outputs(tmp_path) -> None:
-    with pytest.raises(RuntimeError), staged_outputs(tmp_path) as stage:
-        (stage / "study.txt").write_text("half")
-        raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
+def test_a_study_never_writes_into_a_folder_of_the_users(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["study", "--out", str(tmp_path), "--quick", "--task", "parity", "--jobs", "1"])
+    assert result.exit_code == 2 and "no tempo-verl run wrote" in result.output and "warm-up" not in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 # ----- end to end ----------------------------------------------------------------------------------
@@ -168,7 +160,7 @@ def test_quick_study_end_to_end(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     pages = [f"trees-{t}-{a}.html" for t in PROTOCOLS for a in ("grpo+independent", "tempo+independent")]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["runs.json", "study.json", "study.png", "study.txt", *pages]
+        [MARKER, "runs.json", "study.json", "study.png", "study.txt", *pages]
     )
     html = (tmp_path / "trees-rule-tempo+independent.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "find " in html and "step 1" in html
@@ -204,6 +196,26 @@ def test_quick_study_end_to_end(tmp_path) -> None:
     assert (tmp_path / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / "study.txt").read_text()
     assert "tempo+independent" in text and "task parity" in text
+
+
+@pytest.mark.slow
+def test_one_task_study_json_holds_the_task_at_the_top(tmp_path) -> None:
+    torch.set_num_threads(1)
+    args = ["study", "--out", str(tmp_path), "--quick", "--task", "rule", "--arms", "tempo+tree", "--jobs", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["task"] == "rule" and study["lr_grid"] == list(QUICK["lr_grid"]) and "tasks" not in study
+    assert set(study["arms"]) == {"grpo+independent", "tempo+tree"}
+    tree = study["arms"]["tempo+tree"]
+    assert set(tree) >= {"lr", "steps_to_target", "generated_tokens_to_target", "vs_baseline"}
+    # A tree rollout generates fewer tokens per step than independent sampling (same prompts, same steps).
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    per_step = {
+        arm: np.mean([t for r in runs if r["arm"] == arm and r["phase"] == "evaluation" for t in r["generated_tokens"]])
+        for arm in study["arms"]
+    }
+    assert per_step["tempo+tree"] < per_step["grpo+independent"]
 
 
 @pytest.mark.slow

@@ -1,18 +1,13 @@
-"""The study's outputs: the plain-text table, the figure, and the whole-or-nothing write into ``--out``."""
+"""The study's report: the plain-text table and the figure."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["plot", "staged_outputs", "table"]
+__all__ = ["plot", "table"]
 
 
 def _fmt_ratio(r: dict[str, float]) -> str:
@@ -103,30 +98,3 @@ def plot(study: dict[str, Any], records: list[dict[str, Any]], path: Path) -> No
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-@contextmanager
-def staged_outputs(out: Path) -> Iterator[Path]:
-    """Write into a temporary folder inside ``out``; on success move each file into ``out``, ``study.json`` last.
-
-    A lock file keeps a second study from writing into the same folder at the same time (one-line
-    ``ValueError``). On failure nothing is moved and the temporary folder is removed. (A minimal,
-    local version of the atomic-output helpers; ``os.replace`` makes each move atomic.)
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    lock = out / ".study.lock"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        raise ValueError(f"--out {out}: another study is writing there ({lock} exists; remove it if stale).") from None
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    stage = Path(tempfile.mkdtemp(prefix=".study-", dir=out))
-    try:
-        yield stage
-        names = sorted(p.name for p in stage.iterdir())
-        for name in [n for n in names if n != "study.json"] + [n for n in names if n == "study.json"]:
-            os.replace(stage / name, out / name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        lock.unlink(missing_ok=True)
