@@ -27,7 +27,8 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from tempo_verl.demo.loop import DemoConfig, check_estimators, run_demo
+        from tempo_verl.demo.config import DemoConfig
+        from tempo_verl.demo.loop import check_estimators, run_demo
         from tempo_verl.demo.report import write_outputs
 
         cfg = DemoConfig(out=Path(out), seeds=seeds, steps=steps, estimators=names, device=device, rollout=rollout)

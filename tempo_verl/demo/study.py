@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from tempo_verl.demo.loop import DemoConfig, Prepared, RunResult, check_estimators, prepare, train
+from tempo_verl.demo.config import DemoConfig
+from tempo_verl.demo.loop import Prepared, RunResult, check_estimators, prepare, train
 from tempo_verl.demo.model import ModelSize, build_tokenizer
 from tempo_verl.demo.report import tree_html
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target

@@ -10,7 +10,8 @@ import torch
 from typer.testing import CliRunner
 
 from tempo_verl.cli import app
-from tempo_verl.demo.loop import DemoConfig, run_demo, train
+from tempo_verl.demo.config import DemoConfig
+from tempo_verl.demo.loop import run_demo, train
 from tempo_verl.demo.model import ModelSize, build_model, build_tokenizer, sample_groups, warm_up
 from tempo_verl.demo.report import steps_to_target, write_outputs
 from tempo_verl.demo.task import ParityTask

@@ -14,7 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from tempo_verl.cli import app
-from tempo_verl.demo.loop import DemoConfig, prepare
+from tempo_verl.demo.config import DemoConfig
+from tempo_verl.demo.loop import prepare
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
 from tempo_verl.demo.study import PROTOCOLS, QUICK, Arm, Job, parse_arms, train_job
 from tempo_verl.demo.task import RuleTask, make_task
