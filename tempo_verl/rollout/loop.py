@@ -147,7 +147,9 @@ class TreeAgentLoop(SingleTurnAgentLoop):
 def _with_validate_signal(original):
     @functools.wraps(original)
     async def _run_agent_loop(self, sampling_params, trajectory, *args, **kwargs):
-        token = _validating.set(bool(trajectory.get("validate", False)))
+        # Only reads verl's own flag; anything unexpected leaves the signal unknown (None), never raises.
+        flag = trajectory.get("validate") if isinstance(trajectory, dict) else None
+        token = _validating.set(None if flag is None else bool(flag))
         try:
             return await original(self, sampling_params, trajectory, *args, **kwargs)
         finally:
