@@ -110,7 +110,7 @@ def main() -> None:
     results: dict[str, dict[str, list]] = {k: {"gen": [], "groups": [], "wall": []} for k in ("independent", "tree")}
     overhead, tree_wall = 0.0, 0.0
     for b in range(args.batches):
-        texts = [task.prompt_text(d) for d in task.sample_digits(args.prompts, rng)]
+        texts = [task.prompt_text(d) for d in task.sample_prompts(args.prompts, rng)]
         for kind, tree in (
             ("independent", {"roots": G}),
             ("tree", {"roots": args.roots, "rounds": args.rounds, "rule": args.rule}),
