@@ -90,6 +90,7 @@ def read_mask(
     - integer masks: with ``n`` the row sum and ``z`` the first position of the row minimum ``m``, a
       row is ones-then-zeros exactly when ``m == 1 and n == L`` or ``m == 0 and n == z`` (entries
       before ``z`` are then positive and sum to ``z``); without lengths, ``min >= 0 and max <= 1``;
+      with scalars, each chunk is first copied to the float32 output and checked there as floats;
     - float masks with lengths: ``n`` the row sum, the row must equal ``n`` ones then zeros (a view of a
       staircase, gathered into a reused chunk buffer and compared by ``torch.equal``); without
       lengths, ``0 <= x <= 1`` (NaN fails it) and ``x - trunc(x) == 0`` (exact; in the buffer).
