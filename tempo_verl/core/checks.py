@@ -13,7 +13,7 @@ import torch
 
 __all__ = ["check_inputs", "check_lengths", "check_number", "read_mask"]
 
-_CHUNK_ELEMENTS = 1 << 22  # mask entries read per chunk: few, large steps (each is a parallel region)
+_CHUNK_ELEMENTS = 1 << 20  # mask entries read per chunk: large steps (each is a parallel region) that stay in cache
 
 
 def check_number(name: str, value, minimum: float | None = None) -> float:
@@ -85,13 +85,15 @@ def read_mask(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Check that a mask holds only 0 and 1 (and, for lengths, is right-padded); scale it by row.
 
-    One pass over the mask in row chunks, with reductions only (no full-size temporary):
+    One pass over the mask in row chunks (no full-size temporary):
 
     - integer masks: with ``n`` the row sum and ``z`` the first position of the row minimum ``m``, a
       row is ones-then-zeros exactly when ``m == 1 and n == L`` or ``m == 0 and n == z`` (entries
       before ``z`` are then positive and sum to ``z``); without lengths, ``min >= 0 and max <= 1``;
-    - float masks: ``0 <= x <= 1`` and ``x == round(x)`` prove 0/1 (``x - round(x)`` is exact); a 0/1
-      row is ones-then-zeros exactly when it never rises (``x[t] - x[t + 1] >= 0``).
+      with scalars, each chunk is first copied to the float32 output and checked there as floats;
+    - float masks with lengths: ``n`` the row sum, the row must equal ``n`` ones then zeros (a view of a
+      staircase, gathered into a reused chunk buffer and compared by ``torch.equal``); without
+      lengths, ``0 <= x <= 1`` (NaN fails it) and ``x - trunc(x) == 0`` (exact; in the buffer).
 
     Args:
         name: the argument's name, for the error.
@@ -110,40 +112,43 @@ def read_mask(
     valid = torch.zeros(bs, dtype=torch.long, device=device) if lengths else None
     only01 = torch.ones((), dtype=torch.bool, device=device)
     padded = torch.ones((), dtype=torch.bool, device=device)
-    integer_path = out is None and not mask.dtype.is_floating_point  # else the chunks are checked as floats
+    copied = out is not None and not mask.dtype.is_floating_point  # integers: checked and scaled as a float32 copy
+    floating = copied or mask.dtype.is_floating_point
+    dtype = torch.float32 if copied else mask.dtype
     rows = max(1, _CHUNK_ELEMENTS // max(width, 1))
-    for start in range(0, bs, rows):
+    if floating:
+        scratch = torch.empty((min(rows, bs), width), dtype=dtype, device=device)  # reused by every chunk
+        if lengths:  # staircase[width - n]: n ones, then zeros (a view)
+            steps = torch.cat([scratch.new_ones(width), scratch.new_zeros(width)])
+            staircase = steps.as_strided((width + 1, width), (1, 1))
+            sums = torch.float64 if dtype == torch.float64 or width >= 2**24 else torch.float32
+    for start in range(0, bs if width else 0, rows):  # an empty row holds no value, its length is 0
         chunk = mask[start : start + rows]
-        if out is not None:
-            scaled = out[start : start + rows]
-            scaled.copy_(chunk)  # exact on 0 and 1, monotone elsewhere
-            if mask.dtype != torch.float64:
-                chunk = scaled  # so the float32 copy, hot in cache, gives the same verdict
-        if chunk.dtype == torch.bool:
+        if copied:  # exact on 0 and 1, monotone elsewhere; hot in cache for the checks and the product
+            chunk = out[start : start + rows].copy_(chunk)
+        elif chunk.dtype == torch.bool:
             chunk = chunk.view(torch.uint8)
-        if integer_path and lengths and width:
+        if lengths and floating:
+            # The row sum read as a length n, then the row compared with n ones then zeros: a match
+            # proves both 0/1 and right padding whatever the sum's rounding (NaN matches nothing).
+            count = chunk.sum(-1, dtype=sums).long().clamp_(0, width)
+            stairs = torch.index_select(staircase, 0, width - count, out=scratch[: chunk.shape[0]])
+            padded &= torch.equal(stairs, chunk)
+            valid[start : start + rows] = count
+        elif lengths:
             count = chunk.sum(-1, dtype=torch.long)
             low, first_low = torch.min(chunk, dim=-1)
             padded &= (((low == 1) & (count == width)) | ((low == 0) & (count == first_low))).all()
             valid[start : start + rows] = count
-            continue
-        low, high = torch.aminmax(chunk)
-        only01 &= (low >= 0) & (high <= 1)
-        if integer_path:
-            continue
-        if chunk.dtype not in (torch.float32, torch.float64):
-            chunk = chunk.float()
-        if mask.dtype.is_floating_point:  # integers are whole already
-            off_low, off_high = torch.aminmax(chunk.round().sub_(chunk))
-            only01 &= (off_low == 0) & (off_high == 0)
-        if lengths and width:
-            # 0/1 values: integer sums, exact in float32 below 2**24; ones-then-zeros = never rising.
-            valid[start : start + rows] = chunk.sum(-1, dtype=torch.float64 if width >= 2**24 else None).long()
-            if width > 1:
-                padded &= torch.aminmax(chunk[:, :-1] - chunk[:, 1:]).min >= 0
+        else:
+            low, high = torch.aminmax(chunk)  # NaN gives NaN: not in [0, 1]
+            only01 &= (low >= 0) & (high <= 1)
+            if floating and not copied:  # and whole: x - trunc(x) == 0 (exact)
+                off_low, off_high = torch.aminmax(torch.frac(chunk, out=scratch[: chunk.shape[0]]))
+                only01 &= (off_low == 0) & (off_high == 0)
         if out is not None:
-            scaled.mul_(scalars[start : start + rows, None])
-    if not bool(only01) or (not bool(padded) and integer_path and _outside01(mask)):
+            torch.mul(chunk, scalars[start : start + rows, None], out=out[start : start + rows])  # in place if copied
+    if not bool(only01) or (not bool(padded) and _outside01(mask)):
         raise ValueError(f"{name}: expected a 0/1 mask (values 0 and 1 only), found other values.")
     if not bool(padded):
         hint = (
@@ -160,6 +165,5 @@ def read_mask(
 
 
 def _outside01(mask: torch.Tensor) -> bool:
-    """Whether an integer mask holds a value other than 0 and 1 (to word an error; not on the fast path)."""
-    low, high = torch.aminmax(mask.view(torch.uint8) if mask.dtype == torch.bool else mask)
-    return bool((low < 0) | (high > 1))
+    """Whether a mask holds a value other than 0 and 1 (to word an error; not on the fast path)."""
+    return bool(((mask != 0) & (mask != 1)).any())

@@ -142,3 +142,56 @@ def test_a_misspelt_keyword_is_a_type_error():
     rewards, mask, index, responses = _tree_batch()
     with pytest.raises(TypeError, match="td_coeff"):
         compute_tempo_advantage(rewards, mask, index, responses, td_coeff=0.0)
+
+
+def test_negative_zero_in_a_float_mask_counts_as_zero():
+    rewards, mask, index, responses = _tree_batch(seed=2)
+    expected, _ = compute_tempo_advantage(rewards, mask, index, responses)
+    signed = mask.float().where(mask.bool(), torch.tensor(-0.0))
+    assert torch.signbit(signed).any()
+    for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        got, _ = compute_tempo_advantage(rewards, signed.to(dtype), index, responses)
+        assert torch.equal(got, expected)
+        got, _ = compute_tempo_advantage(
+            rewards, signed.to(dtype), index, responses, response_attention_mask=signed.to(dtype)
+        )
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [0.5, 1 - 2**-8, float("nan"), float("inf"), 2.0, -1.0, "tiny"])
+def test_bad_float_values_are_found_in_every_chunk(dtype, bad):
+    """Rows wide enough that each chunk of the check holds two rows: a bad value in the last chunk."""
+    bs, width = 5, 1 << 19
+    lengths = torch.tensor([width, width - 1, 3, 0, 1000])
+    mask = (torch.arange(width)[None] < lengths[:, None]).to(dtype)
+    rewards = torch.zeros(bs, width)
+    rewards[:, 0] = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0])
+    responses = torch.zeros(bs, width, dtype=torch.long)
+    index = np.zeros(bs, dtype=object)
+    _, _, forest = tempo_advantage_and_forest(rewards, mask, index, responses)
+    assert torch.equal(forest.lengths, lengths)
+    broken = mask.clone()
+    broken[4, 7] = torch.finfo(dtype).tiny if bad == "tiny" else bad  # inside the valid part of the last row
+    for name in ("response_mask", "response_attention_mask"):
+        kwargs = {"response_attention_mask": broken} if name == "response_attention_mask" else {}
+        response_mask = mask if kwargs else broken
+        with pytest.raises(ValueError, match=rf"{name}: expected a 0/1 mask"):
+            compute_tempo_advantage(rewards, response_mask, index, responses, **kwargs)
+    with pytest.raises(ValueError, match="response_mask: expected a 0/1 mask"):
+        compute_tempo_advantage(rewards, broken, index, responses, response_lengths=lengths)
+    holed = mask.clone()
+    holed[4, 500] = 0
+    with pytest.raises(ValueError, match="response_attention_mask: expected a right-padded 0/1 mask"):
+        compute_tempo_advantage(rewards, mask, index, responses, response_attention_mask=holed)
+
+
+@pytest.mark.parametrize("dtype", [torch.long, torch.bool, torch.float32, torch.float16])
+def test_empty_responses_have_length_zero(dtype):
+    """Zero-width responses (L = 0): nothing to check or credit, an empty advantage."""
+    bs = 3
+    adv, _, forest = tempo_advantage_and_forest(
+        torch.zeros(bs, 0), torch.zeros(bs, 0, dtype=dtype), np.zeros(bs), torch.zeros(bs, 0, dtype=torch.long)
+    )
+    assert adv.shape == (bs, 0)
+    assert torch.equal(forest.lengths, torch.zeros(bs, dtype=torch.long))
