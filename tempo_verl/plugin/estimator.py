@@ -18,7 +18,7 @@ import torch
 from tempo_verl.core.advantage import tempo_advantage_and_forest
 from tempo_verl.core.metrics import tree_metrics
 from tempo_verl.plugin.config import DumpConfig, read_algorithm_config
-from tempo_verl.plugin.state import current_inputs, hook_error, hook_problems
+from tempo_verl.plugin.state import current_inputs, hook_error, hook_problems, response_attention
 
 __all__ = ["tempo_estimator"]
 
@@ -55,7 +55,7 @@ def _from_batch(
     if responses is None and "responses" in batch.keys():  # noqa: SIM118
         responses = batch["responses"]
     if response_attention_mask is None and "attention_mask" in batch.keys():  # noqa: SIM118
-        response_attention_mask = batch["attention_mask"][:, -length:] if length else batch["attention_mask"][:, :0]
+        response_attention_mask = response_attention(batch["attention_mask"], length)
     return responses, response_attention_mask
 
 

@@ -33,7 +33,14 @@ from typing import Any
 
 from tempo_verl.plugin.config import check_run_config
 from tempo_verl.plugin.post_import import when_imported
-from tempo_verl.plugin.state import ESTIMATOR_NAME, TokenInputs, current_inputs, hook_problems, token_inputs
+from tempo_verl.plugin.state import (
+    ESTIMATOR_NAME,
+    TokenInputs,
+    current_inputs,
+    hook_problems,
+    response_attention,
+    token_inputs,
+)
 from tempo_verl.rollout.config import check_tree_run, selects_tree
 
 __all__ = ["SUPPORTED_VERL", "install"]
@@ -138,7 +145,7 @@ def _patch_legacy(module: ModuleType) -> None:
             width = responses.shape[1]
             inputs = TokenInputs(
                 responses=responses,
-                attention=batch["attention_mask"][:, -width:] if width else batch["attention_mask"][:, :0],
+                attention=response_attention(batch["attention_mask"], width),
                 step=data.meta_info.get("global_steps"),
             )
             with token_inputs(inputs):

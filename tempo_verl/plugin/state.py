@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ESTIMATOR_NAME", "TokenInputs", "current_inputs", "hook_error", "hook_problems", "token_inputs"]
+__all__ = [
+    "ESTIMATOR_NAME",
+    "TokenInputs",
+    "current_inputs",
+    "hook_error",
+    "hook_problems",
+    "response_attention",
+    "token_inputs",
+]
 
 ESTIMATOR_NAME = "tempo"
 
@@ -59,6 +67,11 @@ def token_inputs(inputs: TokenInputs) -> Iterator[TokenInputs]:
         yield inputs
     finally:
         _current.reset(token)
+
+
+def response_attention(attention_mask: torch.Tensor, width: int) -> torch.Tensor:
+    """The response part of verl's ``(bs, prompt + response)`` attention mask: its last ``width`` columns."""
+    return attention_mask[:, attention_mask.shape[1] - width :]
 
 
 def _verl_version() -> str:

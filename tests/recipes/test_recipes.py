@@ -218,12 +218,16 @@ def test_recipe_composes_with_paper_settings(workdir: Path, name: str) -> None:
     assert fn is compute_score
 
 
+def _compare(workdir: Path, first: str, second: str) -> tuple[dict, dict, set[str]]:
+    """The flattened configs two recipes compose, and the keys whose values differ (or exist in one only)."""
+    a, b = (flatten(OmegaConf.to_container(composed(workdir, name), resolve=False)) for name in (first, second))
+    return a, b, {key for key in a.keys() | b.keys() if a.get(key, "<absent>") != b.get(key, "<absent>")}
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("task", TASKS)
 def test_twins_differ_only_in_estimator_and_names(workdir: Path, size: str, task: str) -> None:
-    tempo = flatten(OmegaConf.to_container(composed(workdir, f"run_qwen3-{size}_{task}_tempo.sh"), resolve=False))
-    grpo = flatten(OmegaConf.to_container(composed(workdir, f"run_qwen3-{size}_{task}_grpo.sh"), resolve=False))
-    differing = {key for key in tempo.keys() | grpo.keys() if tempo.get(key, "<absent>") != grpo.get(key, "<absent>")}
+    tempo, grpo, differing = _compare(workdir, f"run_qwen3-{size}_{task}_tempo.sh", f"run_qwen3-{size}_{task}_grpo.sh")
     assert differing == {"algorithm.adv_estimator", "algorithm.tempo.td_coef", "trainer.experiment_name"}
     assert (tempo["algorithm.adv_estimator"], grpo["algorithm.adv_estimator"]) == ("tempo", "grpo")
     assert "algorithm.tempo.td_coef" not in grpo
@@ -232,9 +236,9 @@ def test_twins_differ_only_in_estimator_and_names(workdir: Path, size: str, task
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("task", TASKS)
 def test_tree_twins_switch_on_the_tree_loop_only(workdir: Path, size: str, task: str) -> None:
-    tempo = flatten(OmegaConf.to_container(composed(workdir, f"run_qwen3-{size}_{task}_tempo.sh"), resolve=False))
-    tree = flatten(OmegaConf.to_container(composed(workdir, f"run_qwen3-{size}_{task}_tempo_tree.sh"), resolve=False))
-    differing = {key for key in tempo.keys() | tree.keys() if tempo.get(key, "<absent>") != tree.get(key, "<absent>")}
+    tempo, tree, differing = _compare(
+        workdir, f"run_qwen3-{size}_{task}_tempo.sh", f"run_qwen3-{size}_{task}_tempo_tree.sh"
+    )
     loop = "actor_rollout_ref.rollout.agent.default_agent_loop"
     custom = "actor_rollout_ref.rollout.custom"
     assert differing == {loop, f"{custom}.tree.roots", "trainer.experiment_name"}
