@@ -119,8 +119,10 @@ def main() -> None:
             params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "seed": 1000 + b}
 
             async def rollout(tree=tree, server=server, texts=texts, params=params, b=b):
-                loop = make_agent_loop(server, tokenizer, G, 64, 16, tree)
-                return await rollout_groups(loop, texts, [f"{b}-{i}" for i in range(len(texts))], G, params)
+                def make_loop():
+                    return make_agent_loop(server, tokenizer, G, 64, 16, tree)
+
+                return await rollout_groups(make_loop, texts, [f"{b}-{i}" for i in range(len(texts))], G, params)
 
             before = dict(spent)
             _Timed.waited = 0.0

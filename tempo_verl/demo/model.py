@@ -148,8 +148,10 @@ def sample_groups(
     uids = [str(i) for i in range(len(prompt_texts))]
 
     async def rollout() -> list:
-        loop = make_agent_loop(server, tokenizer, group_size, 64, max_new_tokens, {"roots": roots})
-        return await rollout_groups(loop, prompt_texts, uids, group_size, params)
+        def make_loop():
+            return make_agent_loop(server, tokenizer, group_size, 64, max_new_tokens, {"roots": roots})
+
+        return await rollout_groups(make_loop, prompt_texts, uids, group_size, params)
 
     outputs = [out for group in _event_loop().run_until_complete(rollout()) for out in group]
     responses = torch.full((len(outputs), max_new_tokens), tokenizer.pad_token_id, dtype=torch.long)

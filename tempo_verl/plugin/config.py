@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tempo_verl.knobs import check_keys, get, keys, number
-from tempo_verl.plugin.state import ESTIMATOR_NAME, hook_error, hook_problems
+from tempo_verl.plugin.state import ESTIMATOR_NAME
 
 __all__ = ["DumpConfig", "TempoConfig", "check_run_config", "read_algorithm_config"]
 
@@ -99,12 +99,11 @@ def _misplaced_knobs(algorithm: Any) -> list[str]:
 
 
 def check_run_config(config: Any) -> None:
-    """Start-up check of a verl run config that uses ``tempo``: knobs and hook, before any worker starts.
+    """Start-up check of the knobs of a verl run config that uses ``tempo``, before any worker starts.
 
     Raises:
         ValueError: a bad ``algorithm.tempo`` knob (named, with the valid keys), or a TEMPO knob put
             outside ``algorithm.tempo`` (named, with where it belongs).
-        RuntimeError: the responses hook is missing for this verl (names the version and what is missing).
     """
     algorithm = config.get("algorithm") if hasattr(config, "get") else getattr(config, "algorithm", None)
     if algorithm is None or str(algorithm.get("adv_estimator")) != ESTIMATOR_NAME:
@@ -118,5 +117,3 @@ def check_run_config(config: Any) -> None:
             f"algorithm.tempo.{{{', '.join(valid)}}} (on verl's command line: +algorithm.tempo.{valid[0]}=...)."
         )
     read_algorithm_config(algorithm)
-    if hook_problems:
-        raise RuntimeError(hook_error())

@@ -1,7 +1,9 @@
 """The ``tempo`` entry of verl's advantage-estimator registry: verl's call, TEMPO's answer.
 
 verl 0.9.1 calls registered estimators with ``token_level_rewards``, ``response_mask``, ``index``
-and ``config`` only: TEMPO also needs the response token ids and valid lengths. They arrive either
+and ``config`` only; like verl's ``grpo`` the entry also takes ``epsilon`` and
+``norm_adv_by_std_in_grpo`` as keywords and refuses any other name with ``TypeError``. TEMPO also
+needs the response token ids and valid lengths. They arrive either
 as keyword arguments (``responses`` / ``batch``, as a verl that passes the batch to estimators would
 do) or through :func:`tempo_verl.plugin.state.token_inputs`, which the hook opens around verl's own
 advantage step. The tree metrics of the call are handed back the same way.
@@ -17,8 +19,9 @@ import torch
 
 from tempo_verl.core.advantage import tempo_advantage_and_forest
 from tempo_verl.core.metrics import tree_metrics
+from tempo_verl.plugin import patch
 from tempo_verl.plugin.config import DumpConfig, read_algorithm_config
-from tempo_verl.plugin.state import current_inputs, hook_error, hook_problems, response_attention
+from tempo_verl.plugin.state import ESTIMATOR_NAME, current_inputs, response_attention
 
 __all__ = ["tempo_estimator"]
 
@@ -63,30 +66,37 @@ def tempo_estimator(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
     index: Any = None,
+    epsilon: float = 1e-6,
+    norm_adv_by_std_in_grpo: bool | None = None,
     config: Any = None,
+    *,
+    td_coef: float | None = None,
     responses: torch.Tensor | None = None,
     response_attention_mask: torch.Tensor | None = None,
     response_lengths: torch.Tensor | None = None,
     batch: Any = None,
-    **ignored: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``tempo`` entry of verl's advantage-estimator registry.
+    """The ``tempo`` entry of verl's advantage-estimator registry (the parameters of verl's ``grpo``, and TEMPO's).
 
     Args:
         token_level_rewards, response_mask, index: as verl passes them to every estimator (see
             :func:`tempo_verl.compute_tempo_advantage` for shapes).
+        epsilon: added to the group std, as in ``grpo``.
+        norm_adv_by_std_in_grpo, td_coef: when given, they win over the config's
+            ``norm_adv_by_std_in_grpo`` and ``algorithm.tempo.td_coef``.
         config: verl's ``algorithm`` config (DictConfig or ``AlgoConfig``): ``norm_adv_by_std_in_grpo``
             and ``algorithm.tempo.*`` are read from it, once per call.
         responses, response_attention_mask, response_lengths, batch: the token ids and valid lengths,
             passed directly or in verl's ``batch`` (a verl that passes the batch to estimators); else the
             responses hook supplies them.
-        **ignored: whatever else verl passes its estimators (``reward_baselines``, ...).
 
     Returns:
         ``(advantages, returns)``, ``(bs, L)`` float32.
     """
     start = time.perf_counter()
     tempo_config, norm = read_algorithm_config(config)
+    if norm_adv_by_std_in_grpo is not None:
+        norm = bool(norm_adv_by_std_in_grpo)
     width = token_level_rewards.shape[-1] if isinstance(token_level_rewards, torch.Tensor) else 0
     responses, response_attention_mask = _from_batch(responses, response_attention_mask, batch, width)
     inputs = current_inputs()
@@ -97,8 +107,8 @@ def tempo_estimator(
             response_lengths = inputs.lengths.to(device)
         elif inputs.attention is not None:
             response_attention_mask = _fit_width(inputs.attention, width, padding_only=True).to(device)
-    elif responses is None and hook_problems:
-        raise RuntimeError(hook_error())
+    elif responses is None:
+        patch.check(ESTIMATOR_NAME)  # a missing hook says so; else the core names what is missing
 
     advantages, returns, forest = tempo_advantage_and_forest(
         token_level_rewards,
@@ -107,8 +117,9 @@ def tempo_estimator(
         responses,
         response_attention_mask=response_attention_mask,
         response_lengths=response_lengths,
+        epsilon=epsilon,
         norm_adv_by_std_in_grpo=True if norm is None else norm,
-        td_coef=tempo_config.td_coef,
+        td_coef=tempo_config.td_coef if td_coef is None else td_coef,
     )
     call = next(_calls)
     if inputs is not None:

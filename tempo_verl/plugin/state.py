@@ -20,13 +20,17 @@ __all__ = [
     "ESTIMATOR_NAME",
     "TokenInputs",
     "current_inputs",
-    "hook_error",
-    "hook_problems",
+    "is_tempo",
     "response_attention",
     "token_inputs",
 ]
 
 ESTIMATOR_NAME = "tempo"
+
+
+def is_tempo(estimator: object) -> bool:
+    """Whether verl's ``adv_estimator`` value (a string or verl's enum) names ``tempo``."""
+    return estimator == ESTIMATOR_NAME or getattr(estimator, "value", None) == ESTIMATOR_NAME
 
 
 @dataclass
@@ -50,9 +54,6 @@ class TokenInputs:
 
 _current: contextvars.ContextVar[TokenInputs | None] = contextvars.ContextVar("tempo_token_inputs", default=None)
 
-#: Why the responses hook is not installed (empty when it is). Filled by :mod:`tempo_verl.plugin.hook`.
-hook_problems: list[str] = []
-
 
 def current_inputs() -> TokenInputs | None:
     """The inputs of the advantage step in progress, or None outside the hook."""
@@ -72,22 +73,3 @@ def token_inputs(inputs: TokenInputs) -> Iterator[TokenInputs]:
 def response_attention(attention_mask: torch.Tensor, width: int) -> torch.Tensor:
     """The response part of verl's ``(bs, prompt + response)`` attention mask: its last ``width`` columns."""
     return attention_mask[:, attention_mask.shape[1] - width :]
-
-
-def _verl_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("verl")
-    except Exception:  # pragma: no cover - no verl distribution
-        return "unknown"
-
-
-def hook_error() -> str:
-    """The message a tempo run stops with when the hook could not be installed."""
-    return (
-        f"algorithm.adv_estimator=tempo needs the response token ids, and the tempo-verl hook that passes "
-        f"them could not be installed on verl {_verl_version()}: {'; '.join(hook_problems)}. "
-        "Supported: verl 0.9.1 (see docs/verl.md); install a supported verl, or call the estimator with "
-        "responses=... yourself."
-    )

@@ -9,15 +9,16 @@ where TEMPO's credit lives, and fewer generated tokens.
 - :mod:`~tempo_verl.rollout.config`: the knobs (``actor_rollout_ref.rollout.custom.tree.*``) and the start-up check.
 - :mod:`~tempo_verl.rollout.plan`: the branch-point rule (pure python, no verl).
 - :mod:`~tempo_verl.rollout.group`: the per-prompt coordination of a group's sessions (module-level registry).
-- :mod:`~tempo_verl.rollout.loop`: the agent loop verl instantiates, and its registration.
-- :mod:`~tempo_verl.rollout.metrics`: the ``rollout_tree/*`` metrics in the v1 trainer's metrics dict.
-- :mod:`~tempo_verl.rollout.backend`: a CPU generation server with verl's ``generate`` contract (tests, demo).
+- :mod:`~tempo_verl.rollout.loop`: the agent loop verl instantiates (registered where it is defined).
+- :mod:`~tempo_verl.rollout.metrics`: the ``rollout_tree/*`` metrics of a step.
+- :mod:`~tempo_verl.rollout.backend`, :mod:`~tempo_verl.rollout.local`: a CPU generation server with
+  verl's ``generate`` contract, and an in-process driver (tests, demo).
 
-Nothing here is imported by ``import verl``: :mod:`tempo_verl.plugin` registers the loop when verl
-imports its agent-loop registry.
+This room holds behaviour only. Nothing here is imported by ``import verl`` and nothing here patches
+verl: :mod:`tempo_verl.plugin` imports the loop when verl imports its agent-loop registry, and wires
+the validation signal and the metrics into verl's worker and trainer.
 """
 
 AGENT_LOOP_NAME = "tempo_tree"
-
-#: What kept the loop from being installed in this process (its start-up check then refuses the run).
-install_problems: list[str] = []
+#: ``AgentLoopOutput.extra_fields`` key of a response's tree statistics (written by the loop, read by the metrics).
+STATS_KEY = "tempo_tree"

@@ -10,11 +10,12 @@ dataclass in every agent-loop worker and rejects unknown keys there. On the comm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, fields
 from typing import Any
 
-from tempo_verl.knobs import check_keys, get, number
-from tempo_verl.rollout import AGENT_LOOP_NAME, install_problems
+from tempo_verl.knobs import check_keys, get, keys, number
+from tempo_verl.rollout import AGENT_LOOP_NAME
 
 __all__ = ["BRANCH_RULES", "TREE_PATH", "TreeRolloutConfig", "check_tree_run", "read_tree_config", "selects_tree"]
 
@@ -80,21 +81,68 @@ def selects_tree(config: Any) -> bool:
     return get(get(rollout, "agent", None), "default_agent_loop", None) == AGENT_LOOP_NAME
 
 
+def _misplaced_tree_knobs(rollout: Any, tree_run: bool) -> list[str]:
+    """Keys under ``actor_rollout_ref.rollout`` that look like tree knobs outside :data:`TREE_PATH`.
+
+    ``rollout.tree`` and ``rollout.agent.tree`` always (verl rejects them later, in the workers, with
+    Hydra's error); in a ``tempo_tree`` run also a tree knob or a near miss of ``tree`` one level off
+    under ``rollout.custom`` (``custom.roots``, ``custom.trees``), which the loop would never read.
+    ``custom`` is verl's free-form extension point, so other runs keep its other keys.
+    """
+    found = [f"actor_rollout_ref.rollout.{key}" for key in ("tree", "agent.tree") if _has(rollout, key)]
+    if tree_run:
+        custom = get(rollout, "custom", None)
+        knobs = {f.name for f in fields(TreeRolloutConfig)}
+        for key in keys("actor_rollout_ref.rollout.custom", custom if hasattr(custom, "keys") else None):
+            if key != "tree" and (key in knobs or difflib.get_close_matches(key.lower(), ["tree"], n=1, cutoff=0.6)):
+                found.append(f"actor_rollout_ref.rollout.custom.{key}")
+    return found
+
+
+def _has(node: Any, dotted: str) -> bool:
+    for key in dotted.split("."):
+        node = get(node, key, None)
+        if node is None:
+            return False
+    return True
+
+
 def check_tree_run(config: Any) -> None:
-    """Start-up check of a run that selects ``tempo_tree`` (called from verl's ``validate_config``).
+    """Start-up check of any verl run config: the tree knobs where the loop reads them, and a run it supports.
 
     Raises:
-        ValueError: the legacy trainer (one line why), or a bad ``custom.tree`` knob.
-        RuntimeError: the loop could not be registered in this verl.
+        ValueError: one line naming the key and the right place: a tree knob out of place, tree knobs
+            without the ``tempo_tree`` loop selected, the legacy trainer or an asynchronous trainer mode
+            with the loop, or a bad ``custom.tree`` knob.
     """
-    if not get(get(config, "trainer", None), "use_v1", True):
+    rollout = get(get(config, "actor_rollout_ref", None), "rollout", None)
+    tree_run = selects_tree(config)
+    misplaced = _misplaced_tree_knobs(rollout, tree_run)
+    if misplaced:
+        raise ValueError(
+            f"{misplaced[0]}: the tempo_tree loop never reads it; its knobs go under {TREE_PATH}.<knob> "
+            f"(knobs: {[f.name for f in fields(TreeRolloutConfig)]}; on verl's command line: +{TREE_PATH}.roots=...)."
+        )
+    if not tree_run:
+        if _has(rollout, "custom.tree"):
+            raise ValueError(
+                f"{TREE_PATH} is set but the tempo_tree loop is not selected, so it would be ignored: add "
+                f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_LOOP_NAME} (or drop {TREE_PATH})."
+            )
+        return
+    trainer = get(config, "trainer", None)
+    if not get(trainer, "use_v1", True):
         raise ValueError(
             f"default_agent_loop={AGENT_LOOP_NAME} needs verl's v1 trainer (trainer.use_v1=True): the legacy "
             "trainer gives agent loops no session_id and may split a group across workers."
         )
-    rollout = config.actor_rollout_ref.rollout
+    mode = get(get(trainer, "v1", None), "trainer_mode", "sync")
+    if mode != "sync":
+        raise ValueError(
+            f"default_agent_loop={AGENT_LOOP_NAME} needs trainer.v1.trainer_mode=sync, got {mode!r}: in an "
+            "asynchronous mode a branch continues a prefix sampled by older weights while verl records only "
+            "the branch's own weight version, so its staleness would be under-reported."
+        )
     tree = read_tree_config(rollout)
     if tree.roots is not None and tree.roots > int(get(rollout, "n", 1)):
         raise ValueError(f"{TREE_PATH}.roots: expected at most rollout.n={get(rollout, 'n', 1)}, got {tree.roots}.")
-    if install_problems:
-        raise RuntimeError(f"tempo-verl: the {AGENT_LOOP_NAME} agent loop cannot run: {'; '.join(install_problems)}")

@@ -1,15 +1,16 @@
 """Run agent loops in-process, the way verl's v1 worker fans a prompt out (no Ray): the demo's rollout.
 
-:func:`make_agent_loop` builds a verl agent loop (``tempo_tree`` or verl's ``single_turn_agent``)
-around any ``server_manager``; :func:`rollout_groups` starts the ``n`` sessions of every prompt as
-tasks of one event loop with ``uid`` and ``session_id``, as ``AgentLoopWorkerTQ._run_prompt`` does.
+:func:`make_agent_loop` builds a ``tempo_tree`` agent loop around any ``server_manager``;
+:func:`rollout_groups` starts the ``n`` sessions of every prompt as tasks of one event loop with
+``uid`` and ``session_id``, as ``AgentLoopWorkerTQ._run_prompt`` does, each with a loop object of its
+own, as verl's ``_run_agent_loop`` builds one per session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -53,9 +54,16 @@ def make_agent_loop(
 
 
 async def rollout_groups(
-    loop: AgentLoopBase, prompts: Sequence[str], uids: Sequence[str], n: int, sampling_params: dict[str, Any]
+    make_loop: Callable[[], AgentLoopBase],
+    prompts: Sequence[str],
+    uids: Sequence[str],
+    n: int,
+    sampling_params: dict[str, Any],
 ) -> list[list[AgentLoopOutput]]:
     """``n`` sessions per prompt (a user message each), all as tasks of this event loop.
+
+    Args:
+        make_loop: builds one agent loop (called once per session, inside this event loop).
 
     Returns:
         ``[prompt][session]`` outputs. A failing session raises here after all sessions settled.
@@ -63,7 +71,9 @@ async def rollout_groups(
     tasks = [
         [
             asyncio.create_task(
-                loop.run(dict(sampling_params), raw_prompt=[{"role": "user", "content": text}], uid=uid, session_id=s)
+                make_loop().run(
+                    dict(sampling_params), raw_prompt=[{"role": "user", "content": text}], uid=uid, session_id=s
+                )
             )
             for s in range(n)
         ]

@@ -10,40 +10,52 @@ a :class:`TreeClient` for the session, which
   logprobs on the prefix: one full on-policy response, as if it had been sampled in one go.
 
 All requests of a group use one routing key (``tempo_tree-{uid}``), so verl's router sends the
-branches to the server that holds their prefix (vLLM prefix caching). Validation rollouts
-(verl's ``trajectory["validate"]``, read by a wrapper of ``AgentLoopWorker._run_agent_loop`` that
-only sets a context variable) run the stock loop unchanged: validation groups stay independent.
+branches to the server that holds their prefix (vLLM prefix caching). Validation rollouts run the
+stock loop unchanged, so validation groups stay independent: verl marks them in
+``trajectory["validate"]``, which it does not pass to ``run()``; the plugin's wrapper of
+``AgentLoopWorker._run_agent_loop`` (:mod:`tempo_verl.plugin.tree`) hands it over in
+:func:`validation_flag`.
+
+verl builds one loop object per session (``hydra.utils.instantiate`` in ``_run_agent_loop``), so a
+session's client is simply this loop's ``server_manager``. The loop is registered as ``tempo_tree``
+where it is defined, as verl's own loops are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import copy
-import functools
 import hashlib
 import time
-from types import ModuleType
+from collections.abc import Iterator
 from typing import Any
 
-from verl.experimental.agent_loop.agent_loop import AgentLoopOutput
+from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 from verl.workers.rollout.replica import TokenOutput
 
-from tempo_verl.rollout import AGENT_LOOP_NAME, install_problems
+from tempo_verl.rollout import AGENT_LOOP_NAME, STATS_KEY
 from tempo_verl.rollout.config import TreeRolloutConfig, read_tree_config
 from tempo_verl.rollout.group import TreeGroup, joined
 
-__all__ = ["STATS_KEY", "TreeAgentLoop", "TreeClient", "install", "validating"]
+__all__ = ["TreeAgentLoop", "TreeClient", "validating", "validation_flag"]
 
-#: ``AgentLoopOutput.extra_fields`` key of a response's tree statistics (read by :mod:`tempo_verl.rollout.metrics`).
-STATS_KEY = "tempo_tree"
 _validating: contextvars.ContextVar[bool | None] = contextvars.ContextVar("tempo_tree_validating", default=None)
-_MARK = "__tempo_tree_validate_signal__"
 
 
 def validating() -> bool | None:
     """Whether the current agent-loop call is a validation rollout (None outside verl's worker)."""
     return _validating.get()
+
+
+@contextlib.contextmanager
+def validation_flag(flag: bool | None) -> Iterator[None]:
+    """Within the block, :func:`validating` answers ``flag`` (verl's ``trajectory["validate"]``; None: unknown)."""
+    token = _validating.set(flag)
+    try:
+        yield
+    finally:
+        _validating.reset(token)
 
 
 def session_seed(seed: int, uid: str, session: int) -> int:
@@ -105,12 +117,13 @@ class TreeClient:
         )
 
 
+@register(AGENT_LOOP_NAME)
 class TreeAgentLoop(SingleTurnAgentLoop):
     """verl's single-turn agent loop, sampling each training group as a prefix tree (name ``tempo_tree``).
 
     Knobs: :class:`~tempo_verl.rollout.config.TreeRolloutConfig` at ``actor_rollout_ref.rollout.custom.tree``.
     ``run()`` needs the ``uid`` and ``session_id`` verl's v1 worker passes; the group size is
-    ``actor_rollout_ref.rollout.n``.
+    ``actor_rollout_ref.rollout.n``. One object per session, as verl builds them.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -131,47 +144,14 @@ class TreeAgentLoop(SingleTurnAgentLoop):
         if validating():
             return await super().run(sampling_params, **kwargs)
         tree = self.tree
+        server = self.server_manager
         with joined(uid, session, self.n, tree.num_roots(self.n), tree.rounds, tree.rule, tree.wait_timeout_s) as group:
-            session_loop = copy.copy(self)
-            session_loop.server_manager = client = TreeClient(
-                self.server_manager, group, session, int(self.rollout_config.response_length), f"tempo_tree-{uid}"
+            self.server_manager = client = TreeClient(
+                server, group, session, int(self.rollout_config.response_length), f"tempo_tree-{uid}"
             )
-            output = await SingleTurnAgentLoop.run(session_loop, sampling_params, **kwargs)
+            try:
+                output = await super().run(sampling_params, **kwargs)
+            finally:
+                self.server_manager = server
         output.extra_fields[STATS_KEY] = client.stats
         return output
-
-
-# --- installation in a verl process ------------------------------------------------------------
-
-
-def _with_validate_signal(original):
-    @functools.wraps(original)
-    async def _run_agent_loop(self, sampling_params, trajectory, *args, **kwargs):
-        # Only reads verl's own flag; anything unexpected leaves the signal unknown (None), never raises.
-        flag = trajectory.get("validate") if isinstance(trajectory, dict) else None
-        token = _validating.set(None if flag is None else bool(flag))
-        try:
-            return await original(self, sampling_params, trajectory, *args, **kwargs)
-        finally:
-            _validating.reset(token)
-
-    setattr(_run_agent_loop, _MARK, True)
-    return _run_agent_loop
-
-
-def install(agent_loop_module: ModuleType) -> None:
-    """Register ``tempo_tree`` in verl's agent-loop registry and give agent loops the validation signal.
-
-    Called by :mod:`tempo_verl.plugin` when verl imports ``verl.experimental.agent_loop.agent_loop``
-    (in every process, agent-loop workers included). Idempotent.
-    """
-    worker = getattr(agent_loop_module, "AgentLoopWorker", None)
-    method = getattr(worker, "_run_agent_loop", None)
-    if method is None or not callable(getattr(agent_loop_module, "register", None)):
-        install_problems.append(
-            "verl.experimental.agent_loop.agent_loop lacks AgentLoopWorker._run_agent_loop/register"
-        )
-        return
-    agent_loop_module.register(AGENT_LOOP_NAME)(TreeAgentLoop)
-    if not getattr(method, _MARK, False):
-        worker._run_agent_loop = _with_validate_signal(method)

@@ -1,32 +1,32 @@
-"""The tree rollout's ``rollout_tree/*`` metrics, and how they reach the v1 trainer's metrics dict.
+"""The tree rollout's ``rollout_tree/*`` metrics of one step.
 
-Each response of the loop carries its statistics in ``AgentLoopOutput.extra_fields["tempo_tree"]``,
+Each response of the loop carries its statistics in ``AgentLoopOutput.extra_fields[STATS_KEY]``,
 which verl's v1 worker stores in TransferQueue with the sample. verl 0.9.1 does not aggregate
-agent-loop fields into the step's metrics, so a wrapper of ``PPOTrainer._compute_metrics`` reads
-them for the step's keys (one extra TransferQueue read) when the run selects ``tempo_tree``, and
-for no other run.
+agent-loop fields into the step's metrics, so the plugin's wrapper of ``PPOTrainer._compute_metrics``
+(:mod:`tempo_verl.plugin.tree`) calls :func:`read_step_metrics` in a ``tempo_tree`` run.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Sequence
-from types import ModuleType
 from typing import Any
 
-from tempo_verl.rollout.config import selects_tree
+from tempo_verl.rollout import STATS_KEY
 
-__all__ = ["patch_v1_trainer", "tree_rollout_metrics"]
+__all__ = ["read_step_metrics", "sample_uid", "tree_rollout_metrics"]
 
-_MARK = "__tempo_tree_metrics__"
+
+def sample_uid(key: str) -> str:
+    """The prompt uid of a v1 sample key ``{uid}_{session_id}_{index}`` (a uid may hold ``_``), as verl splits it."""
+    return key.rsplit("_", 2)[0]
 
 
 def tree_rollout_metrics(stats: Sequence[dict[str, float] | None], uids: Sequence[str]) -> dict[str, float]:
     """Aggregate per-response statistics of one step.
 
     Args:
-        stats: ``(bs,)`` each response's ``extra_fields["tempo_tree"]`` (None for a response of
+        stats: ``(bs,)`` each response's ``extra_fields[STATS_KEY]`` (None for a response of
             another loop or a validation rollout: skipped).
         uids: ``(bs,)`` each response's prompt id.
 
@@ -66,28 +66,6 @@ def tree_rollout_metrics(stats: Sequence[dict[str, float] | None], uids: Sequenc
     return out
 
 
-def patch_v1_trainer(module: ModuleType) -> None:
-    """Wrap ``PPOTrainer._compute_metrics`` of verl's v1 trainer: adds ``rollout_tree/*`` in a ``tempo_tree`` run.
-
-    Any other run calls verl's original unchanged. Idempotent; a verl without the method is left alone.
-    """
-    trainer = getattr(module, "PPOTrainer", None)
-    original = getattr(trainer, "_compute_metrics", None)
-    tq = getattr(module, "tq", None)
-    if original is None or getattr(original, _MARK, False) or tq is None:
-        return
-
-    @functools.wraps(original)
-    def _compute_metrics(self, batch, metrics, *args, **kwargs):
-        out = original(self, batch, metrics, *args, **kwargs)
-        if selects_tree(self.config):
-            metrics.update(read_step_metrics(tq, batch))
-        return out
-
-    setattr(_compute_metrics, _MARK, True)
-    trainer._compute_metrics = _compute_metrics
-
-
 def read_step_metrics(tq: Any, batch: Any) -> dict[str, float]:
     """``rollout_tree/*`` of a step's ``KVBatchMeta`` (keys ``{uid}_{session}_{index}``), read from TransferQueue."""
     keys = [k for k, tag in zip(batch.keys, batch.tags, strict=True) if not tag.get("is_padding", False)]
@@ -95,7 +73,5 @@ def read_step_metrics(tq: Any, batch: Any) -> dict[str, float]:
         return {}
     extra = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
     fields = extra.pop("extra_fields").tolist()
-    stats = [
-        getattr(f, "data", f).get("tempo_tree") if isinstance(getattr(f, "data", f), dict) else None for f in fields
-    ]
-    return tree_rollout_metrics(stats, [k.split("_")[0] for k in keys])
+    stats = [getattr(f, "data", f).get(STATS_KEY) if isinstance(getattr(f, "data", f), dict) else None for f in fields]
+    return tree_rollout_metrics(stats, [sample_uid(k) for k in keys])
