@@ -18,7 +18,7 @@ from tempo_verl import plugin as verl_plugin
 from tempo_verl.plugin import config as tempo_config
 from tempo_verl.plugin import estimator as tempo_estimator_mod
 from tempo_verl.plugin import hook as verl_hook
-from tempo_verl.plugin import state as tempo_state
+from tempo_verl.plugin import patch, startup
 
 verl = pytest.importorskip("verl")
 from verl import DataProto  # noqa: E402
@@ -215,20 +215,22 @@ def test_estimator_without_token_ids_says_how_to_fix():
 
 
 def test_missing_hook_stops_a_tempo_run_naming_the_verl_version(monkeypatch, caplog):
-    monkeypatch.setattr(tempo_state, "hook_problems", [])
-    for module in (verl_hook, tempo_config, tempo_estimator_mod):
-        monkeypatch.setattr(module, "hook_problems", tempo_state.hook_problems)
+    monkeypatch.setattr(patch, "_problems", {})
     future_trainer = types.ModuleType("verl.trainer.ppo.v1.trainer_base")
     future_trainer.PPOTrainer = type("PPOTrainer", (), {})  # a verl without _compute_advantage
+    future_trainer.tq = types.SimpleNamespace(kv_batch_get=None)
     with caplog.at_level("WARNING"):
         verl_hook._patch_v1(future_trainer)
-    assert "cannot install the responses hook" in caplog.text
+    assert "_compute_advantage(self, batch, metrics) not found" in caplog.text
     cfg = compose(["algorithm.adv_estimator=tempo"])
-    with pytest.raises(RuntimeError, match=rf"verl {verl.__version__}: .*_compute_advantage.* not found"):
-        tempo_config.check_run_config(cfg)
+    with pytest.raises(
+        RuntimeError, match=rf"tempo cannot run: .*verl {verl.__version__} .*_compute_advantage.* not found"
+    ):
+        startup.check_run(cfg)
+    startup.check_run(compose(["algorithm.adv_estimator=grpo"]))  # other runs are not affected
     r = _rollouts(seed=5)
     fn = core_algos.get_adv_estimator_fn("tempo")
-    with pytest.raises(RuntimeError, match="could not be installed"):
+    with pytest.raises(RuntimeError, match="could not patch verl"):
         fn(token_level_rewards=r["rewards"], response_mask=r["response_mask"], index=r["uid"], config=cfg.algorithm)
     # Passing the token ids directly (as a verl that hands estimators the batch would) still works.
     adv, _ = fn(
@@ -239,6 +241,62 @@ def test_missing_hook_stops_a_tempo_run_naming_the_verl_version(monkeypatch, cap
         batch={"responses": r["responses"], "attention_mask": torch.cat([r["prompts"] * 0 + 1, r["attention"]], 1)},
     )
     torch.testing.assert_close(adv, _direct(r))
+
+
+def test_registry_entry_takes_grpos_keywords_and_refuses_a_misspelt_one():
+    r = _rollouts(seed=9)
+    tempo, grpo = core_algos.get_adv_estimator_fn("tempo"), core_algos.get_adv_estimator_fn("grpo")
+    common = dict(token_level_rewards=r["rewards"], response_mask=r["response_mask"], index=r["uid"])
+    given = dict(responses=r["responses"], response_attention_mask=r["attention"])
+    config = OmegaConf.create({"norm_adv_by_std_in_grpo": True, "tempo": {"td_coef": 0.0}})
+    for kwargs in ({"norm_adv_by_std_in_grpo": False}, {"epsilon": 0.5}, {"norm_adv_by_std_in_grpo": True}):
+        # td_coef=0 is grpo: each keyword grpo takes changes the answer exactly as it changes grpo's
+        got, _ = tempo(**common, **given, config=config, **kwargs)
+        torch.testing.assert_close(got, grpo(**common, **kwargs)[0], rtol=1e-6, atol=1e-6)
+    # a keyword wins over the config, as the explicit value
+    got, _ = tempo(**common, **given, config=config, td_coef=0.5)
+    torch.testing.assert_close(got, _direct(r, td_coef=0.5), rtol=0, atol=0)
+    for fn in (grpo, tempo):
+        with pytest.raises(TypeError, match="norm_adv_by_std"):
+            fn(**common, norm_adv_by_std=False)
+
+
+#: A tempo run verl's own validate_config accepts (it wants micro-batch sizes).
+RUNNABLE = [
+    "algorithm.adv_estimator=tempo",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
+    "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=2",
+]
+TREE_LOOP = "actor_rollout_ref.rollout.agent.default_agent_loop=tempo_tree"
+
+
+def test_a_broken_tree_loop_refuses_tempo_tree_runs_only():
+    """The tree loop cannot register (its module fails to import): a tempo run starts, a tempo_tree run is refused."""
+    code = (
+        "import sys\n"
+        "sys.modules['tempo_verl.rollout.loop'] = None  # its import now fails, as a broken install would\n"
+        "import tempo_verl, verl\n"
+        "from hydra import compose, initialize_config_dir\n"
+        "from verl.utils.config import validate_config\n"
+        f"with initialize_config_dir(config_dir={VERL_CONFIG_DIR!r}, version_base=None):\n"
+        f"    tempo = compose(config_name='ppo_trainer', overrides={RUNNABLE!r})\n"
+        f"    tree = compose(config_name='ppo_trainer', overrides={[*RUNNABLE, TREE_LOOP]!r})\n"
+        "validate_config(tempo, use_reference_policy=False, use_critic=False)\n"
+        "print('tempo: started')\n"
+        "try:\n"
+        "    validate_config(tree, use_reference_policy=False, use_critic=False)\n"
+        "    print('tempo_tree: started')\n"
+        "except RuntimeError as err:\n"
+        "    print('tempo_tree: refused:', err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("tempo")]  # verl prints too
+    assert lines[:1] == ["tempo: started"], out.stdout + out.stderr[-3000:]
+    assert len(lines) == 2 and lines[1].startswith(
+        "tempo_tree: refused: actor_rollout_ref.rollout.agent.default_agent_loop=tempo_tree cannot run"
+    ), out.stdout + out.stderr[-3000:]
+    assert "tempo_verl.rollout.loop" in lines[1]
 
 
 # --- v1 trainer: PPOTrainer._compute_advantage with TransferQueue on a local Ray -----------------
