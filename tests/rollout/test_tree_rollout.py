@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import types
 
 import pytest
 from omegaconf import OmegaConf
@@ -12,7 +13,7 @@ from tempo_verl.rollout import config as tree_config
 from tempo_verl.rollout.backend import TransformersServer
 from tempo_verl.rollout.group import GroupFailed, active_groups
 from tempo_verl.rollout.local import make_agent_loop, rollout_groups
-from tempo_verl.rollout.metrics import tree_rollout_metrics
+from tempo_verl.rollout.metrics import read_step_metrics, tree_rollout_metrics
 from tempo_verl.rollout.plan import Parent, choose_branch_points
 
 PARAMS = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "seed": 7}
@@ -24,10 +25,58 @@ def _run(policy, n=8, tree=None, prompts=PROMPTS, server=None, length=16):
     server = server or TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, length)
 
     async def go():
-        loop = make_agent_loop(server, tokenizer, n, 8, length, tree)
-        return await rollout_groups(loop, prompts, [f"u{i}" for i in range(len(prompts))], n, PARAMS)
+        def make_loop():
+            return make_agent_loop(server, tokenizer, n, 8, length, tree)
+
+        return await rollout_groups(make_loop, prompts, [f"u{i}" for i in range(len(prompts))], n, PARAMS)
 
     return asyncio.run(go())
+
+
+def _server(policy, length=16):
+    tokenizer, model = policy
+    return TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, length)
+
+
+async def _through_verl_worker(policy, agent_name, validate, n=4, tree=None, prompts=PROMPTS[:1], run_agent_loop=None):
+    """Sessions through verl's own ``AgentLoopWorker._run_agent_loop`` (its registry, its per-session loop
+    object, its ``trajectory["validate"]``); only the worker's post-processing (padding for TransferQueue)
+    is left out: the loop's ``AgentLoopOutput`` comes back."""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    rollout = {"n": n, "prompt_length": 8, "response_length": 16, "custom": {"tree": tree or {}}}
+
+    async def keep_output(output, validate, **kwargs):
+        return output
+
+    worker = types.SimpleNamespace(
+        config=OmegaConf.create({"actor_rollout_ref": {"rollout": rollout}, "data": {}}),
+        llm_client=_server(policy),
+        tokenizer=policy[0],
+        processor=None,
+        hf_model_type=None,
+        dataset_cls=RLHFDataset,
+        tools=[],
+        _agent_loop_postprocess=keep_output,
+    )
+    run = run_agent_loop or AgentLoopWorker._run_agent_loop
+    flat = await asyncio.gather(
+        *(
+            run(
+                worker,
+                dict(PARAMS),
+                {"step": 1, "sample_index": i, "rollout_n": s, "validate": validate},
+                agent_name=agent_name,
+                raw_prompt=[{"role": "user", "content": text}],
+                uid=f"w{i}",
+                session_id=s,
+            )
+            for i, text in enumerate(prompts)
+            for s in range(n)
+        )
+    )
+    return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
@@ -110,28 +159,54 @@ def test_wait_timeout_falls_back_to_independent_sampling(policy) -> None:
 
 
 def test_a_reissued_prompt_never_sees_stale_state(policy) -> None:
-    first = _run(policy, n=4, tree={"roots": 1}, prompts=PROMPTS[:1])
-    again = _run(policy, n=4, tree={"roots": 1}, prompts=PROMPTS[:1])
-    assert [o.response_ids for o in first[0]] == [o.response_ids for o in again[0]]
+    """verl issues a prompt again (a retry) while its first issue is still in flight: the new issue starts a
+    group of its own, so its branches continue its own roots and the first issue's branches are not released
+    by another issue's root."""
+    tokenizer, model = policy
+    clean = _run(policy, n=4, tree={"roots": 1}, prompts=PROMPTS[:1])
+
+    class Stuck(TransformersServer):  # the first issue's root never comes back
+        calls = 0
+
+        async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+            Stuck.calls += 1
+            await asyncio.Event().wait()
+
+    async def go():
+        def loop_on(server):
+            return lambda: make_agent_loop(server, tokenizer, 4, 8, 16, {"roots": 1})
+
+        first = asyncio.ensure_future(
+            rollout_groups(
+                loop_on(Stuck(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)),
+                PROMPTS[:1],
+                ["u0"],
+                4,
+                PARAMS,
+            )
+        )
+        await asyncio.sleep(0.1)  # the first issue's sessions have all joined; its root is generating
+        again = await rollout_groups(loop_on(_server(policy)), PROMPTS[:1], ["u0"], 4, PARAMS)
+        assert Stuck.calls == 1  # the first issue's branches still wait for their own root
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return again
+
+    again = asyncio.run(go())
+    assert [o.response_ids for o in again[0]] == [o.response_ids for o in clean[0]]
     assert not active_groups()
 
 
 def test_validation_rollouts_are_the_stock_loop(policy) -> None:
-    from tempo_verl.rollout import loop as tree_loop
-
-    async def go():
-        token = tree_loop._validating.set(True)
-        try:
-            tokenizer, model = policy
-            server = TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
-            loop = make_agent_loop(server, tokenizer, 4, 8, 16, {"roots": 1})
-            return await rollout_groups(loop, PROMPTS[:1], ["v"], 4, PARAMS)
-        finally:
-            tree_loop._validating.reset(token)
-
-    group = asyncio.run(go())[0]
-    assert all("tempo_tree" not in o.extra_fields for o in group)
-    assert len({tuple(o.response_ids) for o in group}) > 1
+    """verl's validation flag (``trajectory["validate"]``, through its own ``_run_agent_loop``) runs the stock
+    single-turn path: no tree, sessions independent; the same call for training samples a tree."""
+    val = asyncio.run(_through_verl_worker(policy, "tempo_tree", validate=True, tree={"roots": 1}))[0]
+    assert all("tempo_tree" not in o.extra_fields for o in val)
+    assert len({tuple(o.response_ids) for o in val}) > 1
+    train = asyncio.run(_through_verl_worker(policy, "tempo_tree", validate=False, tree={"roots": 1}))[0]
+    assert [o.extra_fields["tempo_tree"]["branch"] for o in train] == [0.0, 1.0, 1.0, 1.0]
+    assert not active_groups()
 
 
 # --- the rule ----------------------------------------------------------------------------------
@@ -200,19 +275,87 @@ def test_verl_start_up_check_refuses_bad_tree_runs(overrides, needle) -> None:
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
-def test_the_loop_off_changes_nothing() -> None:
-    from verl.experimental.agent_loop import agent_loop
-    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
+def test_the_loop_off_changes_nothing(policy) -> None:
+    """verl's stock loop gives the same outputs through the wrapped worker method as through verl's original."""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
 
     cfg = _compose([])
-    assert (
-        not tree_config.selects_tree(cfg)
-        and cfg.actor_rollout_ref.rollout.agent.default_agent_loop == "single_turn_agent"
-    )
-    registry = agent_loop._agent_loop_registry
-    assert registry["single_turn_agent"]["_target_"].endswith(SingleTurnAgentLoop.__qualname__)
-    assert registry["tempo_tree"]["_target_"] == "tempo_verl.rollout.loop.TreeAgentLoop"
-    # the only change to verl's worker: a context variable around _run_agent_loop, read by tempo_tree alone
-    from tempo_verl.rollout.loop import validating
+    assert not tree_config.selects_tree(cfg)
+    tree_config.check_tree_run(cfg)  # the start-up check passes a stock run
+    wrapped = AgentLoopWorker._run_agent_loop
+    original = wrapped.__wrapped__
+    assert original is not wrapped  # the plugin did wrap it
+    for validate in (False, True):
+        runs = [
+            asyncio.run(
+                _through_verl_worker(policy, "single_turn_agent", validate, prompts=PROMPTS[:2], run_agent_loop=m)
+            )
+            for m in (wrapped, original)
+        ]
+        for got, expected in zip(*runs, strict=True):
+            for a, b in zip(got, expected, strict=True):
+                assert (a.prompt_ids, a.response_ids, a.response_mask) == (
+                    b.prompt_ids,
+                    b.response_ids,
+                    b.response_mask,
+                )
+                assert a.response_logprobs == b.response_logprobs and a.extra_fields.keys() == b.extra_fields.keys()
+                assert "tempo_tree" not in a.extra_fields
 
-    assert validating() is None
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["+actor_rollout_ref.rollout.custom.roots=2"], "actor_rollout_ref.rollout.custom.roots: the tempo_tree loop"),
+        (["+actor_rollout_ref.rollout.custom.trees.roots=2"], "actor_rollout_ref.rollout.custom.trees: the tempo_tree"),
+        (["+actor_rollout_ref.rollout.tree.roots=2"], "actor_rollout_ref.rollout.tree: the tempo_tree loop never"),
+        (["+actor_rollout_ref.rollout.agent.tree.roots=2"], "actor_rollout_ref.rollout.agent.tree: the tempo_tree"),
+        (["trainer.v1.trainer_mode=colocate_async"], "needs trainer.v1.trainer_mode=sync, got 'colocate_async'"),
+        (["trainer.v1.trainer_mode=separate_async"], "needs trainer.v1.trainer_mode=sync, got 'separate_async'"),
+    ],
+)
+def test_tree_knobs_out_of_place_and_async_modes_are_refused_at_start_up(overrides, needle) -> None:
+    from verl.utils.config import validate_config
+
+    cfg = _compose(["actor_rollout_ref.rollout.agent.default_agent_loop=tempo_tree", *overrides])
+    with pytest.raises(ValueError) as err:
+        validate_config(cfg, use_reference_policy=False, use_critic=False)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    if "custom." in needle or ".tree:" in needle:
+        assert "its knobs go under actor_rollout_ref.rollout.custom.tree.<knob>" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (
+            ["+actor_rollout_ref.rollout.custom.tree.roots=2"],
+            "custom.tree is set but the tempo_tree loop is not selected",
+        ),
+        (["+actor_rollout_ref.rollout.tree.roots=2"], "actor_rollout_ref.rollout.tree: the tempo_tree loop never"),
+    ],
+)
+def test_tree_knobs_without_the_loop_are_refused_at_start_up(overrides, needle) -> None:
+    from verl.utils.config import validate_config
+
+    cfg = _compose(overrides)  # verl's default single_turn_agent
+    with pytest.raises(ValueError) as err:
+        validate_config(cfg, use_reference_policy=False, use_critic=False)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    # verl's free-form custom dict keeps other keys in other runs
+    tree_config.check_tree_run(_compose(["+actor_rollout_ref.rollout.custom.roots=2"]))
+
+
+def test_step_metrics_group_by_verls_uid_even_with_underscores() -> None:
+    """Sample keys are ``{uid}_{session}_{index}``; verl splits them from the right, so a uid may hold ``_``."""
+    stats = {"generated_tokens": 4.0, "response_tokens": 8.0, "depth": 4.0, "parent": 0.0, "wait_s": 0.0}
+    rows = {
+        "task_a_0_0": dict(stats, branch=0.0, fallback=0.0),
+        "task_a_1_0": dict(stats, branch=1.0, fallback=0.0),
+        "task_b_0_0": dict(stats, branch=0.0, fallback=0.0),
+        "task_b_1_0": dict(stats, branch=1.0, fallback=0.0),
+    }
+    field = types.SimpleNamespace(tolist=lambda: [{"tempo_tree": s} for s in rows.values()])
+    tq = types.SimpleNamespace(kv_batch_get=lambda **kwargs: {"extra_fields": field})
+    batch = types.SimpleNamespace(keys=list(rows), tags=[{}] * len(rows), partition_id="train")
+    assert read_step_metrics(tq, batch)["rollout_tree/branches_per_group"] == 1.0  # two groups, one branch each
