@@ -1,4 +1,4 @@
-"""Everything that imports or patches verl: ``algorithm.adv_estimator=tempo`` and the ``tempo_tree``
+"""Everything that patches verl or hooks into it: ``algorithm.adv_estimator=tempo`` and the ``tempo_tree``
 agent loop in a stock verl run.
 
 Loaded by ``import verl`` in every verl process through the ``verl.plugins`` entry point (and by

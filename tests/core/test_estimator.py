@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from batches import batch_from_rows, tempo_batches
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from trie_reference import reference_tempo_advantage
 
@@ -39,7 +39,6 @@ def test_spec_worked_example():
     assert round(adv[3, 0].item(), 3) == -1.732
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     batch=tempo_batches(),
     norm=st.booleans(),
@@ -71,7 +70,6 @@ def test_matches_dictionary_trie_reference(batch, norm, td_coef, dtype):
     torch.testing.assert_close(adv.double(), expected, rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=200, deadline=None)
 @given(batch=tempo_batches(max_group_size=8, max_width=16), window=st.sampled_from([1, 2, 3, 5, 64]))
 def test_pairwise_common_prefix_is_exact_for_any_window(batch, window):
     _, _, attention, index, responses = batch
@@ -198,7 +196,6 @@ def test_no_shared_first_token_is_verl_grpo_after_the_root(norm, td_coef):
     torch.testing.assert_close(adv, expected, rtol=1e-6, atol=1e-6)
 
 
-@settings(max_examples=150, deadline=None)
 @given(batch=tempo_batches(max_group_size=9), norm=st.booleans(), near=st.booleans())
 def test_td_coef_zero_is_verl_grpo_bit_for_bit(batch, norm, near):
     """td_coef = 0 gives verl's registry ``grpo`` output exactly (float32 rewards, as verl holds them)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from batches import batch_from_rows, tempo_batches
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from trie_reference import reference_prefix_values, reference_tempo_advantage
 
@@ -40,13 +40,11 @@ def _check_against_trie(batch) -> None:
     assert torch.equal(forest.divergence_depth, others.max(dim=1).values.clamp(min=0))
 
 
-@settings(max_examples=150, deadline=None)
 @given(batch=tempo_batches(max_groups=3, max_group_size=40, max_width=40))
 def test_large_groups_and_deep_trees_match_the_trie(batch):
     _check_against_trie(batch)
 
 
-@settings(max_examples=150, deadline=None)
 @given(batch=tempo_batches())
 def test_values_and_branches_match_the_trie(batch):
     _check_against_trie(batch)
@@ -86,7 +84,6 @@ def test_long_shared_prefixes_need_several_spans():
     torch.testing.assert_close(adv.double(), expected, rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=100, deadline=None)
 @given(batch=tempo_batches(max_group_size=8, max_width=16), window=st.sampled_from([1, 2, 3, 5, 64]))
 def test_forest_does_not_depend_on_the_window(batch, window):
     rewards, _, attention, index, responses = batch
