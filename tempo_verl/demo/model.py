@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 from verl.utils.torch_functional import logprobs_from_logits
 
 from tempo_verl.demo.task import EOS, PAD, UNK, ItemTask
+from tempo_verl.rollout import STATS_KEY
 from tempo_verl.rollout.backend import TransformersServer
 from tempo_verl.rollout.local import make_agent_loop, rollout_groups
 
@@ -158,7 +159,7 @@ def sample_groups(
     lengths = torch.tensor([len(out.response_ids) for out in outputs], dtype=torch.long)
     for i, out in enumerate(outputs):
         responses[i, : len(out.response_ids)] = torch.tensor(out.response_ids, dtype=torch.long)
-    generated = int(sum(out.extra_fields["tempo_tree"]["generated_tokens"] for out in outputs))
+    generated = int(sum(out.extra_fields[STATS_KEY]["generated_tokens"] for out in outputs))
     return responses, lengths, generated
 
 
