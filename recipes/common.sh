@@ -21,7 +21,8 @@
 #   GPU_MEMORY_UTILIZATION  vLLM's share of GPU memory             [0.6]
 #   TD_COEF             TEMPO recipes only: +algorithm.tempo.td_coef   [1.0]
 #   PYTHON              interpreter that runs verl.trainer.main_ppo    [python3]
-#                       (the CPU tests point it at a recorder of the arguments: nothing else reads it)
+#                       PYTHON=echo is a dry run: the command is printed, not run (docs/recipes.md);
+#                       the CPU tests point it at a recorder of the arguments
 # Arguments after the script name are extra hydra overrides, appended last so they win, e.g.
 #     bash recipes/run_qwen3-1.7b_math_tempo.sh trainer.total_training_steps=300 trainer.test_freq=25
 

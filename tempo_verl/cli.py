@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,24 @@ def _typer(name: str, summary: str) -> typer.Typer:
     )
 
 
+def _prose(text: str) -> str:
+    """Help text as paragraphs of running text: a docstring's line breaks inside a paragraph become spaces.
+
+    Rich wraps each line of a help text to the terminal on its own, so a docstring's own line breaks
+    would cut sentences short at 80 columns; blank lines still separate paragraphs.
+    """
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def _command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``name`` in ``group`` with its docstring as help (:func:`_prose`)."""
+
+    def register(function: Callable[..., None]) -> Callable[..., None]:
+        return group.command(name, help=_prose(function.__doc__ or ""))(function)
+
+    return register
+
+
 app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, tree pictures, data preparation.")
 data_app = _typer(
     "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
@@ -24,7 +43,7 @@ data_app = _typer(
 app.add_typer(data_app, name="data")
 
 
-@app.command("tree")
+@_command(app, "tree")
 def tree(
     input_path: str = typer.Argument(
         ...,
@@ -168,11 +187,20 @@ def _short_list(items: Sequence[Any], limit: int = 8) -> str:
     return shown + (f", … ({len(items)} in all)" if len(items) > limit else "") if items else "none"
 
 
-@app.command("demo")
+@_command(app, "demo")
 def demo(
     out: str = typer.Option("tempo_demo", "--out", metavar="DIR", help="Output folder (created if missing)."),
     seeds: int = typer.Option(5, "--seeds", metavar="N", help="Seeds per estimator (0..N-1)."),
-    steps: int = typer.Option(80, "--steps", metavar="N", help="RL steps per run."),
+    task: str = typer.Option(
+        "parity",
+        "--task",
+        metavar="parity|rule",
+        help="parity: label each digit odd or even; rule: does each digit's parity match the prompt's rule "
+        "(the study's task built for TEMPO's premise; 150 steps, lr 5e-4, target 0.4).",
+    ),
+    steps: int | None = typer.Option(
+        None, "--steps", metavar="N", show_default=False, help="RL steps per run (default: 80 parity, 150 rule)."
+    ),
     estimators: str = typer.Option(
         "tempo,grpo", "--estimators", metavar="A,B", help="Estimators from verl's registry, comma-separated."
     ),
@@ -188,17 +216,19 @@ def demo(
 
     A tiny Qwen3-style LM is warmed up on the task's format, then trained by RL once per estimator
     and seed from the same warm-up weights, with verl's advantage registry and PPO-clip policy
-    loss. Writes curves.png, summary.json, tree.html (the prefix trees of one step), metrics.jsonl
-    (tempo/* tree metrics per step) and timing.json to --out. See docs/demo.md.
+    loss, at one learning rate shared by every estimator (tempo-verl study gives each its best).
+    Writes summary.json, curves.png, tree.html (the prefix trees of one step; trees/ holds them as
+    a dump for tempo-verl tree, tokenizer/ its tokenizer), metrics.jsonl (tempo/* and rollout_tree/*
+    metrics per step) and timing.json to --out. See docs/demo.md.
     """
     from tempo_verl.demo.command import demo_command
 
-    status = demo_command(out, seeds, steps, estimators, device, rollout)
+    status = demo_command(out, seeds, steps, estimators, device, rollout, task)
     if status:
         raise typer.Exit(status)
 
 
-@app.command("study")
+@_command(app, "study")
 def study(
     out: str = typer.Option(..., "--out", metavar="DIR", help="Output folder (created if missing)."),
     task: str = typer.Option("all", "--task", metavar="NAME", help="parity, rule, or all (both)."),
@@ -293,7 +323,7 @@ def _training_set_command(which: str, summary: str) -> None:
         _data(which, out, local_file, {"train": max_train, "test": max_test}, seed=seed)
 
     command.__doc__ = summary
-    data_app.command(which)(command)
+    _command(data_app, which)(command)
 
 
 _training_set_command(
@@ -304,7 +334,7 @@ _training_set_command(
 )
 
 
-@data_app.command("eval")
+@_command(data_app, "eval")
 def data_eval(
     out: str = _OUT,
     sets: list[str] | None = _SETS,

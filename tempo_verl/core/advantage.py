@@ -10,7 +10,7 @@ of one, as in verl's GRPO) and ``V(p)`` the mean score of the responses through 
 term is zero except at branch tokens, so the result is verl's GRPO advantage (:func:`grpo_scalars`,
 computed in the same order as verl's ``grpo``, so ``td_coef = 0`` gives its output bit for bit with
 float32 rewards) plus a sparse TD correction at the branch tokens (:func:`tempo_advantage_and_forest`).
-The prefix values come from :mod:`tempo_verl.core.forest`; the semantics are those of SPEC-tempo.md.
+The prefix values come from :mod:`tempo_verl.core.forest`; the semantics are docs/estimator.md's.
 """
 
 from __future__ import annotations

@@ -9,6 +9,17 @@ from pathlib import Path
 
 __all__ = ["demo_command"]
 
+#: One line per output, as the command lists them (docs/demo.md, "Outputs", says more).
+_WHAT = {
+    "summary": "settings, steps to target, final rewards, reward curves",
+    "curves": "mean reward per step, per estimator and seed",
+    "metrics": "one line per estimator, seed and step: reward, loss, tempo/* and rollout_tree/* metrics",
+    "timing": "wall time per step and the estimator's share",
+    "tree": "the prefix trees of one step's groups (open in a browser)",
+    "trees": "the same groups as a tempo-tree/1 dump (tempo-verl tree reads it)",
+    "tokenizer": "the task's tokenizer (tempo-verl tree --tokenizer)",
+}
+
 
 def _estimator_names(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
@@ -17,8 +28,19 @@ def _estimator_names(text: str) -> tuple[str, ...]:
     return names
 
 
-def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str, rollout: str = "independent") -> int:
-    """Run the demo; return the exit status (0 ok, 2 bad options or a failed run: one line on stderr)."""
+def demo_command(
+    out: str,
+    seeds: int,
+    steps: int | None,
+    estimators: str,
+    device: str,
+    rollout: str = "independent",
+    task: str = "parity",
+) -> int:
+    """Run the demo; return the exit status (0 ok, 2 bad options or a failed run: one line on stderr).
+
+    ``steps`` None: the task's (:data:`~tempo_verl.demo.config.TASK_SETTINGS`, as are its lr and target).
+    """
     started = time.perf_counter()
     try:
         names = _estimator_names(estimators)
@@ -27,11 +49,16 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.table import Table
 
-        from tempo_verl.demo.config import DemoConfig
+        from tempo_verl.demo.config import TASK_SETTINGS, DemoConfig
         from tempo_verl.demo.loop import check_estimators, run_demo
-        from tempo_verl.demo.report import write_outputs
+        from tempo_verl.demo.report import SHARED_LR_NOTE, write_outputs
 
-        cfg = DemoConfig(out=Path(out), seeds=seeds, steps=steps, estimators=names, device=device, rollout=rollout)
+        if task not in TASK_SETTINGS:
+            raise ValueError(f"--task: unknown task {task!r}; known tasks: {', '.join(TASK_SETTINGS)}.")
+        settings = dict(TASK_SETTINGS[task], **({} if steps is None else {"steps": steps}))
+        cfg = DemoConfig(
+            out=Path(out), seeds=seeds, estimators=names, device=device, rollout=rollout, task=task, **settings
+        )
         cfg.check()
         check_estimators(cfg.estimators, cfg.algorithm_config())
     except (ValueError, ImportError) as err:
@@ -79,7 +106,10 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
         print(f"tempo-verl demo: error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
 
-    title = f"tempo-verl demo: {cfg.seeds} seeds x {cfg.steps} steps, {cfg.rollout} rollout, target {cfg.target:g}"
+    title = (
+        f"tempo-verl demo: {cfg.task} task, {cfg.seeds} seeds x {cfg.steps} steps, {cfg.rollout} rollout, "
+        f"lr {cfg.lr:g}, target {cfg.target:g}"
+    )
     table = Table(title=title)
     columns = (
         "estimator",
@@ -110,12 +140,19 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
             f"{t['estimator_time_s_median'] * 1000:.1f} ({100 * t['estimator_share']:.1f}%)",
         )
     Console().print(table)
-    if "tempo" in report.median_steps and "grpo" in report.median_steps:
-        tempo, grpo = report.median_steps["tempo"], report.median_steps["grpo"]
-        if tempo is not None and grpo is not None:
-            print(f"median steps to target: grpo / tempo = {grpo / tempo:.2f}x")
-    print(f"wrote {len(report.files)} files to {cfg.out.resolve()}:")
-    for path in (cfg.out / p.name for p in report.files.values()):
-        print(f"  {path.resolve()}")
+    ratio = report.summary["grpo_over_tempo_median_steps"]
+    if ratio is not None:
+        print(f"median steps to target: grpo / tempo = {ratio:.2f}x")
+    print(f"learning rate {cfg.lr:g}: {SHARED_LR_NOTE} (see docs/demo.md).")
+    print(f"wrote {len(report.files)} outputs to {cfg.out.resolve()}:")
+    for key, path in report.files.items():
+        print(f"  {(cfg.out / path.name).resolve()}{'/' if key in ('trees', 'tokenizer') else ''}  {_WHAT[key]}")
+    if "tree" in report.files:
+        tree = (cfg.out / report.files["tree"].name).resolve()
+        print(f"next: open {tree} in a browser to see where the policy branches and which branch TEMPO credited;")
+        print(
+            f"      redraw it with: tempo-verl tree {cfg.out / 'trees'} --tokenizer {cfg.out / 'tokenizer'} "
+            f"--out trees.html"
+        )
     print(f"total time {time.perf_counter() - started:.0f} s (warm-up {result.warmup_time_s:.0f} s)")
     return 0

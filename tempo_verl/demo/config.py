@@ -13,11 +13,20 @@ from verl.workers.config import ActorConfig
 from tempo_verl.demo.model import ModelSize
 from tempo_verl.demo.task import TASKS, ItemTask, make_task
 
-__all__ = ["ROLLOUTS", "DemoConfig"]
+__all__ = ["ROLLOUTS", "TASK_SETTINGS", "DemoConfig"]
 
 #: The demo's rollouts (``DemoConfig.rollout``): independent samples, or a prefix tree through the
 #: ``tempo_tree`` agent loop (:mod:`tempo_verl.rollout`).
 ROLLOUTS: tuple[str, ...] = ("independent", "tree")
+
+#: The demo's run of each task (``tempo-verl demo --task NAME``): steps, the one learning rate every
+#: estimator shares, and the target. ``parity``: the defaults below. ``rule``: the study protocol's
+#: budget and target (docs/demo.md, "Study protocol") at the smallest lr of its grid, the lr most of
+#: the study's arms chose on this task.
+TASK_SETTINGS: dict[str, dict[str, float | int]] = {
+    "parity": {"steps": 80, "lr": 3e-4, "target": 0.8},
+    "rule": {"steps": 150, "lr": 5e-4, "target": 0.4},
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -25,7 +34,8 @@ ROLLOUTS: tuple[str, ...] = ("independent", "tree")
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class DemoConfig:
-    """Everything a demo run depends on. Defaults are the documented demo.
+    """Everything a demo run depends on. Defaults are the documented demo (``steps``, ``lr`` and
+    ``target``: the ``parity`` task's :data:`TASK_SETTINGS`).
 
     Attributes:
         out: output folder.
@@ -56,7 +66,7 @@ class DemoConfig:
 
     out: Path = Path("tempo_demo")
     seeds: int = 5
-    steps: int = 80
+    steps: int = int(TASK_SETTINGS["parity"]["steps"])
     estimators: tuple[str, ...] = ("tempo", "grpo")
     device: str = "cpu"
     task: str = "parity"
@@ -65,13 +75,13 @@ class DemoConfig:
     prompts_per_step: int = 16
     group_size: int = 8
     max_new_tokens: int | None = None
-    lr: float = 3e-4
+    lr: float = TASK_SETTINGS["parity"]["lr"]
     mini_batches: int = 2
     clip_ratio: float = 0.2
     grad_clip: float = 1.0
     td_coef: float = 1.0
     norm_adv_by_std_in_grpo: bool = True
-    target: float = 0.8
+    target: float = TASK_SETTINGS["parity"]["target"]
     target_window: int = 3
     warmup_steps: int = 300
     warmup_batch: int = 64

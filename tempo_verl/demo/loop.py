@@ -209,8 +209,9 @@ def train(
         texts = [task.prompt_text(p) for p in problems]
         prompts = encode_prompts(tokenizer, texts, device).repeat_interleave(G, 0)
         model.eval()
-        responses, lengths, generated = sample_groups(model, tokenizer, texts, G, width, sample_rng, cfg.roots())
+        responses, lengths, rollout_metrics = sample_groups(model, tokenizer, texts, G, width, sample_rng, cfg.roots())
         responses, lengths = responses.to(device), lengths.to(device)
+        generated = int(rollout_metrics["rollout_tree/generated_tokens"])
         generated_tokens.append(generated)
         positions = torch.arange(responses.shape[1], device=device)
         response_mask = (positions[None, :] < lengths[:, None]).float()  # (bs, L), <eos> included
@@ -287,6 +288,7 @@ def train(
         }
         log.update({k: float(np.mean(v)) for k, v in step_stats.items()})
         log.update({k: float(v) for k, v in adv_metrics.items() if k != "tempo/time_s"})
+        log.update(rollout_metrics)
         logs.append(log)
         if on_step is not None:
             on_step(estimator, step, reward)

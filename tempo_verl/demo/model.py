@@ -22,6 +22,7 @@ from tempo_verl.demo.task import EOS, PAD, UNK, ItemTask
 from tempo_verl.rollout import STATS_KEY
 from tempo_verl.rollout.backend import TransformersServer
 from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.metrics import tree_rollout_metrics
 
 __all__ = [
     "ModelSize",
@@ -129,7 +130,7 @@ def sample_groups(
     max_new_tokens: int,
     generator: torch.Generator,
     roots: int,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
     """Sample ``group_size`` responses per prompt through the ``tempo_tree`` agent loop and the CPU backend.
 
     The same loop verl runs (:class:`tempo_verl.rollout.loop.TreeAgentLoop`, sessions fanned out as verl's
@@ -140,8 +141,10 @@ def sample_groups(
 
     Returns:
         ``responses`` ``(P*G, L)`` right-padded with ``<pad>`` (rows of a group adjacent, ``<eos>``
-        included when sampled), ``lengths`` ``(P*G,)`` valid lengths, and the number of tokens the
-        model generated (a branch's prefix is its parent's, not generated again).
+        included when sampled), ``lengths`` ``(P*G,)`` valid lengths, and the step's ``rollout_tree/*``
+        metrics as a verl run logs them (:func:`~tempo_verl.rollout.metrics.tree_rollout_metrics`), among
+        them ``rollout_tree/generated_tokens``: the tokens the model generated (a branch's prefix is its
+        parent's, not generated again).
     """
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     server = TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, max_new_tokens)
@@ -159,8 +162,9 @@ def sample_groups(
     lengths = torch.tensor([len(out.response_ids) for out in outputs], dtype=torch.long)
     for i, out in enumerate(outputs):
         responses[i, : len(out.response_ids)] = torch.tensor(out.response_ids, dtype=torch.long)
-    generated = int(sum(out.extra_fields[STATS_KEY]["generated_tokens"] for out in outputs))
-    return responses, lengths, generated
+    group_uids = [uid for uid in uids for _ in range(group_size)]
+    metrics = tree_rollout_metrics([out.extra_fields[STATS_KEY] for out in outputs], group_uids)
+    return responses, lengths, metrics
 
 
 def warm_up(

@@ -1,4 +1,5 @@
-"""The demo's outputs: ``summary.json``, ``curves.png``, ``tree.html``, ``metrics.jsonl``, ``timing.json``."""
+"""The demo's outputs: ``summary.json``, ``curves.png``, ``tree.html`` (with its dump ``trees/`` and the
+``tokenizer/`` that decodes it), ``metrics.jsonl``, ``timing.json``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from typing import Any
 
 from tempo_verl.demo.loop import DemoResult, RunResult, TreeSnapshot
 
-__all__ = ["DemoReport", "steps_to_target", "summarize", "tree_html", "write_outputs"]
+__all__ = [
+    "SHARED_LR_NOTE",
+    "DemoReport",
+    "steps_to_target",
+    "summarize",
+    "tree_html",
+    "tree_records",
+    "write_outputs",
+    "write_trees",
+]
 
 
 def steps_to_target(curve: list[float], target: float, window: int) -> int | None:
@@ -25,10 +35,19 @@ def steps_to_target(curve: list[float], target: float, window: int) -> int | Non
     return None
 
 
+#: What summary.json and the console say about the learning rate.
+SHARED_LR_NOTE = (
+    "one learning rate shared by every estimator, which favours the one with the larger effective step; "
+    "`tempo-verl study` gives each arm its own best learning rate"
+)
+
+
 def summarize(result: DemoResult) -> dict[str, Any]:
-    """``summary.json``: exactly ``target``, ``steps``, ``rollout`` and, per estimator, seeds, steps to
-    target (None where a seed never reached it), final reward, the reward curves, the mean tokens
-    generated per step and the tokens generated up to the target step (None where not reached)."""
+    """``summary.json``: the run's settings (task, rollout, target, steps, the one shared learning rate),
+    the median steps to target per estimator and the ratio ``grpo / tempo`` of those medians, and, per
+    estimator, seeds, steps to target (None where a seed never reached it), final reward, the reward
+    curves, the mean tokens generated per step and the tokens generated up to the target step (None
+    where not reached). docs/demo.md ("Outputs") lists every field."""
     cfg = result.cfg
     estimators: dict[str, Any] = {}
     for name in cfg.estimators:
@@ -44,7 +63,20 @@ def summarize(result: DemoResult) -> dict[str, Any]:
                 None if s is None else int(sum(r.generated_tokens[:s])) for r, s in zip(runs, reached, strict=True)
             ],
         }
-    return {"target": float(cfg.target), "steps": int(cfg.steps), "rollout": cfg.rollout, "estimators": estimators}
+    median_steps = {name: _median_or_none(est["steps_to_target"]) for name, est in estimators.items()}
+    tempo, grpo = median_steps.get("tempo"), median_steps.get("grpo")
+    return {
+        "task": cfg.task,
+        "rollout": cfg.rollout,
+        "target": float(cfg.target),
+        "target_window": int(cfg.target_window),
+        "steps": int(cfg.steps),
+        "lr": float(cfg.lr),
+        "lr_note": SHARED_LR_NOTE,
+        "median_steps_to_target": median_steps,
+        "grpo_over_tempo_median_steps": None if tempo is None or grpo is None else grpo / tempo,
+        "estimators": estimators,
+    }
 
 
 def _median_or_none(values: list[int | None]) -> float | None:
@@ -103,31 +135,52 @@ def plot_curves(summary: dict[str, Any], path: Path, window: int) -> None:
     ax.set_xlim(1, summary["steps"])
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"tempo-verl demo: parity task (steps to target: trailing {window}-step mean)", fontsize=10)
+    ax.set_title(
+        f"tempo-verl demo: {summary['task']} task, one lr ({summary['lr']:g}) for every estimator "
+        f"(steps to target: trailing {window}-step mean)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def tree_html(snap: TreeSnapshot, tokenizer: Any, title: str, max_groups: int = 8) -> str:
-    """The tree page of a kept step's groups (the tree command's renderer), with each group's prompt."""
+def tree_records(snap: TreeSnapshot, max_groups: int = 8) -> list[dict[str, Any]]:
+    """The ``tempo-tree/1`` records of a kept step's groups, each with its prompt (``"prompt"``)."""
     from tempo_verl.trees.records import group_records
-    from tempo_verl.trees.render import render_html
 
     records = group_records(snap.forest, snap.responses, snap.response_mask, snap.uids, snap.step, max_groups)
     for record in records:
         record["prompt"] = snap.prompts.get(str(record["uid"]), "")
-    return render_html(records, tokenizer=tokenizer, title=title)
+    return records
 
 
-def write_tree_page(result: DemoResult, path: Path, max_groups: int = 8) -> bool:
-    """The tree picture of the kept step's groups. False when no step was kept."""
+def tree_html(snap: TreeSnapshot, tokenizer: Any, title: str, max_groups: int = 8) -> str:
+    """The tree page of a kept step's groups (the tree command's renderer), with each group's prompt."""
+    from tempo_verl.trees.render import render_html
+
+    return render_html(tree_records(snap, max_groups), tokenizer=tokenizer, title=title)
+
+
+def write_trees(result: DemoResult, out: Path, max_groups: int = 8) -> dict[str, Path]:
+    """The kept step's groups three ways: ``tree.html``, the same groups as a ``tempo-tree/1`` dump in
+    ``trees/`` (what ``tempo-verl tree`` reads, with each group's prompt) and the task's tokenizer in
+    ``tokenizer/`` (its ``--tokenizer``). Empty when no step was kept."""
+    from tempo_verl.trees.format import dump_file_name
+    from tempo_verl.trees.render import render_html
+    from tempo_verl.trees.writer import write_records
+
     run = next((r for r in result.runs if r.tree is not None), None)
     if run is None or run.tree is None:
-        return False
-    title = f"tempo-verl demo: prefix trees at step {run.tree.step} ({run.estimator}, seed {run.seed})"
-    path.write_text(tree_html(run.tree, result.tokenizer, title, max_groups), encoding="utf-8")
-    return True
+        return {}
+    snap = run.tree
+    records = tree_records(snap, max_groups)
+    title = f"tempo-verl demo: prefix trees at step {snap.step} ({run.estimator}, seed {run.seed})"
+    files = {"tree": out / "tree.html", "trees": out / "trees", "tokenizer": out / "tokenizer"}
+    files["tree"].write_text(render_html(records, tokenizer=result.tokenizer, title=title), encoding="utf-8")
+    write_records(files["trees"], dump_file_name(snap.step), records)
+    result.tokenizer.save_pretrained(files["tokenizer"])
+    return files
 
 
 def write_outputs(result: DemoResult, out: Path) -> DemoReport:
@@ -138,14 +191,12 @@ def write_outputs(result: DemoResult, out: Path) -> DemoReport:
     files = {
         "summary": out / "summary.json",
         "curves": out / "curves.png",
-        "tree": out / "tree.html",
         "metrics": out / "metrics.jsonl",
         "timing": out / "timing.json",
     }
     files["summary"].write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     plot_curves(summary, files["curves"], cfg.target_window)
-    if not write_tree_page(result, files["tree"]):
-        del files["tree"]
+    files.update(write_trees(result, out))
     with files["metrics"].open("w", encoding="utf-8") as fh:
         for run in result.runs:
             for log in run.step_logs:
@@ -153,5 +204,4 @@ def write_outputs(result: DemoResult, out: Path) -> DemoReport:
     times = {name: timing([r for r in result.runs if r.estimator == name]) for name in cfg.estimators}
     times_out = {"warmup_time_s": result.warmup_time_s, "device": cfg.device, "estimators": times}
     files["timing"].write_text(json.dumps(times_out, indent=1) + "\n", encoding="utf-8")
-    median_steps = {name: _median_or_none(est["steps_to_target"]) for name, est in summary["estimators"].items()}
-    return DemoReport(summary, median_steps, times, files)
+    return DemoReport(summary, summary["median_steps_to_target"], times, files)

@@ -176,9 +176,8 @@ def _verl_grpo(rewards, mask, index, norm=True):
 def test_no_shared_first_token_is_verl_grpo_after_the_root(norm, td_coef):
     """Every response leaves the root alone, so V(y_i[:1]) = r_i and the only TD term is r_i - mu at t = 0.
 
-    SPEC-tempo.md lists "no shared first token -> GRPO exactly" among its consequences, but its own
-    definitions and worked example (response "f": TD at t0 = -0.5) put this root term in; we follow the
-    definitions. On every later token TEMPO is verl's GRPO; on the first it is (1 + td_coef) times it.
+    docs/estimator.md, "Consequences": the root is a branch point (the worked example's response "f"
+    has TD -0.5 at t0), so on every later token TEMPO is verl's GRPO and on the first (1 + td_coef) times it.
     """
     gen = torch.Generator().manual_seed(0)
     bs, width = 24, 16

@@ -1,4 +1,4 @@
-"""A plain, per-token reference of TEMPO written straight from SPEC-tempo.md with a dictionary trie.
+"""A plain, per-token reference of TEMPO written straight from docs/estimator.md with a dictionary trie.
 
 It is the oracle of the property tests and the "straightforward Python implementation" of the
 benchmark: one Python dict per trie node, a loop over groups, rows and tokens. Slow on purpose.

@@ -17,6 +17,19 @@ from tempo_verl.demo.report import steps_to_target, write_outputs
 from tempo_verl.demo.task import ParityTask
 from tempo_verl.outputs import MARKER
 
+#: summary.json's fields, in order, as docs/demo.md's "Outputs" table lists them.
+SUMMARY_FIELDS = [
+    "task",
+    "rollout",
+    "target",
+    "target_window",
+    "steps",
+    "lr",
+    "lr_note",
+    "median_steps_to_target",
+    "grpo_over_tempo_median_steps",
+    "estimators",
+]
 TINY = ModelSize(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=16)
 
 
@@ -109,17 +122,20 @@ def test_sampling_is_reproducible_and_stops_at_eos(warm) -> None:
     def sample(seed: int, roots: int = 8):
         return sample_groups(model, tokenizer, texts, 8, 12, torch.Generator().manual_seed(seed), roots)
 
-    a, la, ga = sample(5)
-    b, lb, gb = sample(5)
+    a, la, ma = sample(5)
+    b, lb, mb = sample(5)
     c, _, _ = sample(6)
+    ga, gb = ma["rollout_tree/generated_tokens"], mb["rollout_tree/generated_tokens"]
     assert torch.equal(a, b) and torch.equal(la, lb) and ga == gb == int(la.sum())  # independent: all generated
+    assert ma["rollout_tree/saved_token_frac"] == 0.0 and ma["rollout_tree/branches_per_group"] == 0.0
     assert not torch.equal(a, c)
     for row, n in zip(a.tolist(), la.tolist(), strict=True):
         if tokenizer.eos_token_id in row:
             assert row.index(tokenizer.eos_token_id) == n - 1
             assert all(t == 0 for t in row[n:])  # padded after <eos>
-    _, lt, gt = sample(5, roots=2)  # a tree: the branches' prefixes are not generated again
-    assert gt < int(lt.sum())
+    _, lt, mt = sample(5, roots=2)  # a tree: the branches' prefixes are not generated again
+    assert mt["rollout_tree/generated_tokens"] < int(lt.sum()) == mt["rollout_tree/response_tokens"]
+    assert mt["rollout_tree/saved_token_frac"] > 0.0 and mt["rollout_tree/branches_per_group"] > 0.0
 
 
 # ----- the loop ---------------------------------------------------------------------------------
@@ -152,10 +168,18 @@ def test_short_run_writes_the_outputs_and_trains(tmp_path, monkeypatch) -> None:
         assert moved > 1e-4, run.estimator
         assert all("tempo/branch_token_frac" in log for log in run.step_logs)
 
-    # summary.json: exactly the documented schema.
+    # summary.json: exactly the documented schema (docs/demo.md, "Outputs").
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"target", "steps", "rollout", "estimators"}
-    assert summary["target"] == cfg.target and summary["steps"] == cfg.steps
+    assert list(summary) == SUMMARY_FIELDS
+    assert summary["target"] == cfg.target and summary["steps"] == cfg.steps and summary["lr"] == cfg.lr
+    assert summary["task"] == "parity" and summary["rollout"] == "independent" and summary["target_window"] == 3
+    assert "one learning rate shared by every estimator" in summary["lr_note"] and "study" in summary["lr_note"]
+    medians = summary["median_steps_to_target"]
+    assert set(medians) == {"tempo", "grpo"}
+    if None in medians.values():
+        assert summary["grpo_over_tempo_median_steps"] is None
+    else:
+        assert summary["grpo_over_tempo_median_steps"] == pytest.approx(medians["grpo"] / medians["tempo"])
     assert set(summary["estimators"]) == {"tempo", "grpo"}
     for est in summary["estimators"].values():
         assert set(est) == {
@@ -185,6 +209,7 @@ def test_short_run_writes_the_outputs_and_trains(tmp_path, monkeypatch) -> None:
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(lines) == cfg.steps * 2
     assert all("tempo/branch_token_frac" in x and "step_time_s" in x for x in lines)
+    assert all(x["rollout_tree/generated_tokens"] == x["generated_tokens"] for x in lines)
     timing = json.loads((tmp_path / "timing.json").read_text())
     assert 0.0 < timing["estimators"]["tempo"]["estimator_share"] < 1.0
 
@@ -273,3 +298,86 @@ def test_demo_command_cuda_without_gpu(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--device", "cuda"])
     assert result.exit_code == 2 and "no CUDA device" in result.output and "Traceback" not in result.output
+
+
+# ----- what the command says, and what `tempo-verl tree` makes of its outputs -------------------
+
+
+@pytest.fixture(scope="module")
+def demo_cli_run(tmp_path_factory):
+    """`tempo-verl demo` through the CLI, at the tiny sizes: (the output folder, the command's output)."""
+    import functools
+
+    from tempo_verl.demo import config
+
+    out = tmp_path_factory.mktemp("cli") / "demo"
+    tiny = functools.partial(DemoConfig, **{k: v for k, v in vars(tiny_config()).items() if k not in _CLI_SET})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(config, "DemoConfig", tiny)  # the command builds its settings from this name
+        result = CliRunner().invoke(app, ["demo", "--out", str(out), "--seeds", "1", "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+#: What the command sets from its options and the task (the tiny sizes leave them alone).
+_CLI_SET = {"out", "seeds", "steps", "estimators", "device", "rollout", "task", "lr", "target"}
+
+
+def test_demo_says_it_is_one_shared_lr_and_where_to_look(demo_cli_run) -> None:
+    out, output = demo_cli_run
+    assert "learning rate 0.0003: one learning rate shared by every estimator" in output
+    assert "`tempo-verl study` gives each arm its own best learning rate" in output
+    assert "parity task" in output
+    for name in ("summary.json", "curves.png", "tree.html", "metrics.jsonl", "timing.json", "trees/", "tokenizer/"):
+        assert f"{(out / name.rstrip('/')).resolve()}{'/' if name.endswith('/') else ''}" in output, name
+    assert f"next: open {(out / 'tree.html').resolve()} in a browser" in output
+    assert f"tempo-verl tree {out / 'trees'} --tokenizer {out / 'tokenizer'} --out trees.html" in output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lr"] == 3e-4 and summary["task"] == "parity" and summary["steps"] == 3
+
+
+def test_tree_command_draws_the_demo_dump_offline(demo_cli_run, tmp_path, monkeypatch) -> None:
+    """The command the demo prints, run as printed: no network, the words of the task on the page."""
+    from tempo_verl.trees.readers import load_tree_input
+
+    out, _ = demo_cli_run
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    records = load_tree_input(out / "trees")  # a valid tempo-tree/1 dump
+    assert records and all(r["step"] == 2 and r["prompt"].startswith("parity ") for r in records)
+    page = tmp_path / "x.html"
+    argv = ["tree", str(out / "trees"), "--tokenizer", str(out / "tokenizer"), "--out", str(page)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {page}: {min(8, len(records))} of {len(records)} groups" in result.output
+    html = page.read_text()
+    assert html.count('<section class="group"') == min(8, len(records))
+    assert " odd" in html or " even" in html  # decoded by the demo's tokenizer, not token ids
+    # The same groups as the demo's own page.
+    demo_html = (out / "tree.html").read_text()
+    assert [s.split('"')[0] for s in html.split('data-uid="')[1:]] == [
+        s.split('"')[0] for s in demo_html.split('data-uid="')[1:]
+    ]
+
+
+def test_demo_task_rule(tmp_path, monkeypatch) -> None:
+    """`--task rule`: the study's premise task, at its own steps, lr and target."""
+    from tempo_verl.demo import config
+    from tempo_verl.demo.config import TASK_SETTINGS
+
+    seen: list[DemoConfig] = []
+
+    def tiny(**kwargs):
+        cfg = DemoConfig(**{**{k: v for k, v in vars(tiny_config()).items() if k not in _CLI_SET}, **kwargs})
+        seen.append(cfg)
+        return cfg
+
+    monkeypatch.setattr(config, "DemoConfig", tiny)
+    args = ["demo", "--task", "rule", "--out", str(tmp_path / "o"), "--seeds", "1", "--steps", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen[0].task == "rule" and seen[0].lr == TASK_SETTINGS["rule"]["lr"] and seen[0].steps == 2
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["task"] == "rule" and summary["target"] == TASK_SETTINGS["rule"]["target"]
+    assert "find " in (tmp_path / "o" / "tree.html").read_text()  # the rule task's prompts
+    bad = CliRunner().invoke(app, ["demo", "--task", "nope", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "--task: unknown task 'nope'; known tasks: parity, rule." in bad.output
