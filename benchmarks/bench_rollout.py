@@ -26,7 +26,7 @@ from tempo_verl.demo.model import ModelSize, build_model, build_tokenizer, warm_
 from tempo_verl.demo.task import ParityTask
 from tempo_verl.rollout import group as tree_group
 from tempo_verl.rollout.backend import TransformersServer
-from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.local import agent_loop_factory, rollout_groups
 from tempo_verl.rollout.loop import TreeClient
 
 
@@ -119,9 +119,7 @@ def main() -> None:
             params = {"temperature": 1.0, "top_p": 1.0, "top_k": -1, "logprobs": True, "seed": 1000 + b}
 
             async def rollout(tree=tree, server=server, texts=texts, params=params, b=b):
-                def make_loop():
-                    return make_agent_loop(server, tokenizer, G, 64, 16, tree)
-
+                make_loop = agent_loop_factory(server, tokenizer, G, 64, 16, tree)
                 return await rollout_groups(make_loop, texts, [f"{b}-{i}" for i in range(len(texts))], G, params)
 
             before = dict(spent)

@@ -21,7 +21,7 @@ from verl.utils.torch_functional import logprobs_from_logits
 from tempo_verl.demo.task import EOS, PAD, UNK, ItemTask
 from tempo_verl.rollout import STATS_KEY
 from tempo_verl.rollout.backend import TransformersServer
-from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.local import agent_loop_factory, rollout_groups
 from tempo_verl.rollout.metrics import tree_rollout_metrics
 
 __all__ = [
@@ -152,9 +152,7 @@ def sample_groups(
     uids = [str(i) for i in range(len(prompt_texts))]
 
     async def rollout() -> list:
-        def make_loop():
-            return make_agent_loop(server, tokenizer, group_size, 64, max_new_tokens, {"roots": roots})
-
+        make_loop = agent_loop_factory(server, tokenizer, group_size, 64, max_new_tokens, {"roots": roots})
         return await rollout_groups(make_loop, prompt_texts, uids, group_size, params)
 
     outputs = [out for group in _event_loop().run_until_complete(rollout()) for out in group]

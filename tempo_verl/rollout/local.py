@@ -1,6 +1,6 @@
 """Run agent loops in-process, the way verl's v1 worker fans a prompt out (no Ray): the demo's rollout.
 
-:func:`make_agent_loop` builds a ``tempo_tree`` agent loop around any ``server_manager``;
+:func:`agent_loop_factory` builds ``tempo_tree`` agent loops around any ``server_manager``;
 :func:`rollout_groups` starts the ``n`` sessions of every prompt as tasks of one event loop with
 ``uid`` and ``session_id``, as ``AgentLoopWorkerTQ._run_prompt`` does, each with a loop object of its
 own, as verl's ``_run_agent_loop`` builds one per session.
@@ -19,15 +19,15 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from tempo_verl.rollout.loop import TreeAgentLoop
 
-__all__ = ["make_agent_loop", "rollout_groups"]
+__all__ = ["agent_loop_factory", "rollout_groups"]
 
 
-def make_agent_loop(
+def agent_loop_factory(
     server: Any, tokenizer: Any, n: int, prompt_length: int, response_length: int, tree: dict[str, Any] | None
-) -> AgentLoopBase:
-    """A ``TreeAgentLoop`` whose trainer config holds ``rollout.n``, the lengths and ``custom.tree = tree``.
-
-    Call it inside the event loop that will run it (verl's loops keep the running loop).
+) -> Callable[[], AgentLoopBase]:
+    """Builds ``TreeAgentLoop`` objects that share one trainer config (``rollout.n``, the lengths,
+    ``custom.tree = tree``): call it once per session, inside the event loop that will run it (verl's
+    loops keep the running loop).
     """
     rollout = {
         "n": n,
@@ -36,21 +36,28 @@ def make_agent_loop(
         "custom": {"tree": tree or {}},
     }
     config = OmegaConf.create({"actor_rollout_ref": {"rollout": rollout}, "data": {}})
+    trainer_config, data_config = DictConfigWrap(config), DictConfigWrap(config.data)
     # verl warns once per loop that a tokenizer without a model family gets its default prompt builder
     wiring = logging.getLogger("verl.utils.tokenizer.continuous_token_wiring")
-    level = wiring.level
-    wiring.setLevel(logging.ERROR)
-    try:
-        return TreeAgentLoop(
-            trainer_config=DictConfigWrap(config),
-            server_manager=server,
-            tokenizer=tokenizer,
-            processor=None,
-            dataset_cls=RLHFDataset,
-            data_config=DictConfigWrap(config.data),
-        )
-    finally:
-        wiring.setLevel(level)
+
+    def errors_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+    def make() -> AgentLoopBase:
+        wiring.addFilter(errors_only)
+        try:
+            return TreeAgentLoop(
+                trainer_config=trainer_config,
+                server_manager=server,
+                tokenizer=tokenizer,
+                processor=None,
+                dataset_cls=RLHFDataset,
+                data_config=data_config,
+            )
+        finally:
+            wiring.removeFilter(errors_only)
+
+    return make
 
 
 async def rollout_groups(

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from tempo_verl.rollout import config as tree_config
 from tempo_verl.rollout.backend import TransformersServer
 from tempo_verl.rollout.group import GroupFailed, active_groups
-from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.local import agent_loop_factory, rollout_groups
 from tempo_verl.rollout.metrics import read_step_metrics, tree_rollout_metrics
 from tempo_verl.rollout.plan import Parent, choose_branch_points
 
@@ -25,9 +25,7 @@ def _run(policy, n=8, tree=None, prompts=PROMPTS, server=None, length=16):
     server = server or TransformersServer(model, tokenizer.eos_token_id, tokenizer.pad_token_id, length)
 
     async def go():
-        def make_loop():
-            return make_agent_loop(server, tokenizer, n, 8, length, tree)
-
+        make_loop = agent_loop_factory(server, tokenizer, n, 8, length, tree)
         return await rollout_groups(make_loop, prompts, [f"u{i}" for i in range(len(prompts))], n, PARAMS)
 
     return asyncio.run(go())
@@ -174,7 +172,7 @@ def test_a_reissued_prompt_never_sees_stale_state(policy) -> None:
 
     async def go():
         def loop_on(server):
-            return lambda: make_agent_loop(server, tokenizer, 4, 8, 16, {"roots": 1})
+            return agent_loop_factory(server, tokenizer, 4, 8, 16, {"roots": 1})
 
         first = asyncio.ensure_future(
             rollout_groups(
