@@ -257,7 +257,7 @@ def evaluation_lrs(arms: tuple[Arm, ...], picks: dict[Arm, float]) -> dict[Arm, 
     comparison is made at each arm's best lr *and* at every lr the two share."""
     lrs: dict[Arm, set[float]] = {a: {picks[a]} for a in arms}
     for arm in arms:
-        if arm.estimator != "grpo" and arm.peer in picks:
+        if arm.estimator != "grpo" and arm.peer in lrs:
             lrs[arm].add(picks[arm.peer])
             lrs[arm.peer].add(picks[arm])
     return {a: tuple(sorted(v)) for a, v in lrs.items()}
@@ -470,7 +470,7 @@ def run_task(
         pool: runs go to these worker processes when given (every run is seeded on its own, so the
             results do not depend on how many workers there are); in this process otherwise.
     """
-    fixed = fixed or {}
+    fixed = {a: lr for a, lr in (fixed or {}).items() if a in arms}
     ready: Prepared = prepare(proto.config(arms[0], (proto.lr_grid or (*fixed.values(),))[0]))
     log(f"[{proto.task}] warm-up {ready.warmup_time_s:.0f} s")
     records: list[dict[str, Any]] = []
@@ -597,6 +597,8 @@ def run_study(
             cfg = proto.config(arm, fixed.get(arm, (proto.lr_grid or (1e-3,))[0]))
             cfg.check()
             check_estimators(cfg.estimators, cfg.algorithm_config())
+    if quick:
+        log(NOT_A_RESULT)
     started = time.perf_counter()
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else None
     with atomic_output_dir(out) as stage:

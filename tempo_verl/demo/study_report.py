@@ -12,7 +12,7 @@ __all__ = ["NOT_A_RESULT", "plot", "table", "title"]
 
 #: What every output of ``--quick`` says first: it checks the machinery, its numbers mean nothing.
 NOT_A_RESULT = (
-    "NOT A RESULT: --quick checks the machinery (a 1-layer model, 4 prompts x 4 responses, 3 steps, 2 seeds); "
+    "NOT A RESULT: --quick checks the machinery (a 1-layer model, 4 prompts x 4 responses, 3 steps); "
     "its rewards stay near 0 and its ratios mean nothing. Run without --quick for the protocol."
 )
 
