@@ -9,8 +9,8 @@ processes of one torch thread each (as the study does, so the step times include
 parallel workers), and projects the whole protocol:
 
     selection: arms x lr grid x selection seeds, full length
-    evaluation: arms x evaluation seeds, at each arm's own lr ("expected": every same-rollout pair
-        picked the same lr) or also at its partner's lr ("worst": every pair picked different lrs)
+    evaluation: arms x evaluation seeds, at each arm's own lr ("picks agree": every same-rollout pair
+        picked the same lr) or also at its partner's lr ("every pair differs": the most runs)
     tree pages: one rerun per arm, at most a whole run
 
 wall = warm-ups + sum(runs x steps x the arm's mean step time) / jobs. Early steps are timed (the
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load before: {os.getloadavg()[0]:.1f} (1-min average), {os.cpu_count()} CPUs")
-    totals = {"expected": 0.0, "worst": 0.0}
+    totals = {"picks agree": 0.0, "every pair differs": 0.0}
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for name, proto in PROTOCOLS.items():
             arms = parse_arms(",".join(proto.arms))
@@ -58,7 +58,7 @@ def main() -> None:
             for case in totals:
                 core_s = 0.0
                 for arm in arms:
-                    lrs = 2 if case == "worst" and arm in paired else 1
+                    lrs = 2 if case == "every pair differs" and arm in paired else 1
                     runs = len(proto.lr_grid) * len(proto.selection_seeds) + lrs * len(proto.eval_seeds) + 1
                     core_s += runs * proto.steps * step_s[arm]
                 totals[case] += ready.warmup_time_s + core_s / args.jobs

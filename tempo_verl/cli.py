@@ -201,7 +201,7 @@ def demo(
 @app.command("study")
 def study(
     out: str = typer.Option(..., "--out", metavar="DIR", help="Output folder (created if missing)."),
-    task: str = typer.Option("all", "--task", metavar="NAME", help="rule, chain, or all (both)."),
+    task: str = typer.Option("all", "--task", metavar="NAME", help="rule, or all (every task of the protocol)."),
     arms: str = typer.Option(
         None,
         "--arms",

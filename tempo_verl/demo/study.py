@@ -2,7 +2,7 @@
 
 An *arm* is an estimator from verl's registry and a rollout backend, written ``estimator+rollout``
 (``grpo+independent``, ``tempo+tree``, ``rloo+independent``, ...). For each task of the protocol
-(:data:`PROTOCOLS`, fixed in docs/demo.md "Study protocol v2" before any v2 comparison run):
+(:data:`PROTOCOLS`, fixed in docs/study-protocol.md before any v2 comparison run):
 
 1. one shared supervised warm-up (the demo's :func:`~tempo_verl.demo.loop.prepare`);
 2. **selection**: every arm trains at every lr of the grid on the selection seeds; its lr is the
@@ -167,7 +167,7 @@ def parse_lrs(text: str, arms: tuple[Arm, ...]) -> dict[Arm, float]:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Protocol:
-    """The fixed protocol of one task (docs/demo.md, "Study protocol v2", 2026-12-07).
+    """The fixed protocol of one task (docs/study-protocol.md, v2, 2026-12-07).
 
     Attributes:
         task: the demo task's name.
@@ -231,8 +231,7 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "rule": Protocol(task="rule", steps=150, lr_grid=(3e-4, 5e-4, 1e-3, 1.5e-3), target=0.4),
-    "chain": Protocol(task="chain", steps=150, lr_grid=(3e-4, 5e-4, 1e-3, 1.5e-3), target=0.4),
+    "rule": Protocol(task="rule", steps=150, lr_grid=(3e-4, 5e-4, 7e-4, 1e-3, 1.5e-3), target=0.4),
 }
 
 # --quick: the same code path in seconds (for tests), NOT A RESULT (said in every output).

@@ -26,11 +26,12 @@ right labels too: the credit-assignment problem a sequence-level advantage (GRPO
       prompt:   find odd : 3 8 5 :
       response: mark odd : 3 yes , 8 no , 5 yes <eos>                       -> 1.0
 
-* :class:`ChainTask` (``chain``, the study's second premise task, piloted 2026-12-07, see
-  docs/demo.md "Study protocol v2"): label the parity of the *running sum* after each digit, as in
+* :class:`ChainTask` (``chain``, piloted 2026-12-07 as the study's second premise task, see
+  docs/study-protocol.md): label the parity of the *running sum* after each digit, as in
   multi-step arithmetic. Each decision's right value depends on the one before it (the sum so far),
   so once a label is wrong, a policy that carries its own previous label forward gets every later
-  one wrong too; ``K = 4`` decisions per response (``rule`` has 3), the separators fixed::
+  one wrong too; ``K = 4`` decisions per response (``rule`` has 3), the separators fixed. The
+  GRPO-only pilot did not learn it within the study's budget, so the study does not run it::
 
       prompt:   chain 3 8 5 6 :
       response: sum : 3 odd , 8 odd , 5 even , 6 even <eos>                 -> 1.0
@@ -242,8 +243,9 @@ class RuleTask(ItemTask):
 
 
 @dataclass(frozen=True)
-class ChainTask(ItemTask):
-    """Label the parity of the running sum after each of ``K`` digits (problem = the digits).
+class ChainTask(ParityTask):
+    """Label the parity of the running sum after each of ``K`` digits (problem = the digits, drawn as
+    for parity).
 
     ``K = 4`` by default (a decision more than ``rule``). Label ``i`` is ``odd`` when
     ``d_1 + ... + d_i`` is odd: it equals label ``i - 1`` flipped by an odd ``d_i``, so each decision
@@ -253,30 +255,18 @@ class ChainTask(ItemTask):
 
     num_digits: int = 4
     name: ClassVar[str] = "chain"
-    labels: ClassVar[tuple[str, str]] = ("even", "odd")  # labels[s % 2] for the running sum s
     keywords: ClassVar[tuple[str, ...]] = ("chain", "sum", ":")
     separators: ClassVar[tuple[str, ...]] = (",",)  # no free words: decisions are the only branch points
-
-    def sample_prompts(self, n: int, generator: torch.Generator) -> list[Problem]:
-        """``n`` prompts, each ``K`` digits drawn uniformly from 0..9 (with replacement)."""
-        draws = torch.randint(0, 10, (n, self.num_digits), generator=generator)
-        return [tuple(int(d) for d in row) for row in draws]
 
     def prompt_text(self, problem: Problem) -> str:
         """``chain 3 8 5 6 :``."""
         return " ".join(["chain", *map(str, problem), ":"])
 
-    def digits(self, problem: Problem) -> tuple[int, ...]:
-        return problem
-
     def lead_in(self, problem: Problem) -> list[str]:
         return ["sum", ":"]
 
-    def item_words(self, problem: Problem, digit: int, label: str) -> list[str]:
-        return [str(digit), label]
-
     def right_labels(self, problem: Problem) -> list[str]:
-        """The parity of each running sum ``d_1 + ... + d_i``."""
+        """The parity of each running sum ``d_1 + ... + d_i`` (``labels[s % 2]``, as parity labels a digit)."""
         sums = torch.tensor(problem).cumsum(0).tolist()
         return [self.labels[s % 2] for s in sums]
 

@@ -164,8 +164,9 @@ def test_protocols_v2_selection_and_evaluation_seeds() -> None:
         assert len(proto.eval_seeds) >= 20 and list(sets)[-1] == "pooled"
         halves = [set(v) for k, v in sets.items() if k != "pooled"]
         assert len(halves) >= 2 and all(len(h) == 10 for h in halves) and not halves[0] & halves[1]
-    # rule: each arm's v1 pick (5e-4, 1e-3) and its neighbours are on the grid
+    # rule: each arm's v1 pick (5e-4, 1e-3), their neighbours, and a point between the near-tied two
     assert {5e-4, 1e-3, 1.5e-3} <= set(PROTOCOLS["rule"].lr_grid) and min(PROTOCOLS["rule"].lr_grid) < 5e-4
+    assert any(5e-4 < lr < 1e-3 for lr in PROTOCOLS["rule"].lr_grid)
     assert set(replace(PROTOCOLS["rule"], eval_seeds=tuple(range(40, 50))).eval_sets()) == {"40-49"}
 
 
@@ -300,51 +301,46 @@ def test_quick_study_end_to_end(tmp_path) -> None:
     arms = "grpo+independent,tempo+independent"
     result = CliRunner().invoke(app, ["study", "--out", str(tmp_path), "--quick", "--arms", arms, "--jobs", "1"])
     assert result.exit_code == 0, result.output
-    pages = [f"trees-{t}-{a}.html" for t in PROTOCOLS for a in ("grpo+independent", "tempo+independent")]
+    pages = [f"trees-rule-{a}.html" for a in ("grpo+independent", "tempo+independent")]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [MARKER, "runs.json", "study.json", "study.png", "study.txt", *pages]
     )
     html = (tmp_path / "trees-rule-tempo+independent.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "find " in html and "step 1 (batch reward" in html
-    assert "chain " in (tmp_path / "trees-chain-grpo+independent.html").read_text()
     study = json.loads((tmp_path / "study.json").read_text())
     runs = json.loads((tmp_path / "runs.json").read_text())
-    assert study["quick"] is True and set(study["tasks"]) == set(PROTOCOLS)
+    assert list(PROTOCOLS) == ["rule"]  # protocol v2 has one task: its entry is study.json's top level
+    assert study["quick"] is True and study["task"] == "rule"
     n_eval, steps = len(QUICK["eval_seeds"]), QUICK["steps"]
-    for name, entry in study["tasks"].items():
-        assert entry["task"] == name
-        assert entry["lr_grid"] == list(QUICK["lr_grid"])
-        assert entry["seeds"] == {"selection": list(QUICK["selection_seeds"]), "evaluation": list(QUICK["eval_seeds"])}
-        assert set(entry["arms"]) == {"grpo+independent", "tempo+independent"}
-        assert set(entry["selection"]["tempo+independent"]) == {f"{lr:g}" for lr in QUICK["lr_grid"]}
-        for key, arm in entry["arms"].items():
-            assert arm["lr"] in QUICK["lr_grid"]
-            assert arm["lr"] == max(QUICK["lr_grid"], key=lambda lr, k=key: entry["selection"][k][f"{lr:g}"])
-            for field in ("steps_to_target", "generated_tokens_to_target", "final_reward"):
-                assert len(arm[field]) == n_eval
-            assert all(s is None or 1 <= s <= steps for s in arm["steps_to_target"])
-            assert [s is None for s in arm["steps_to_target"]] == [t is None for t in arm["generated_tokens_to_target"]]
-            assert arm["censored"] == sum(s is None for s in arm["steps_to_target"])
-            # Paired seeds: every arm's evaluation runs use exactly the protocol's evaluation seeds.
-            evaluated = [
-                r
-                for r in runs
-                if r["task"] == name and r["arm"] == key and r["phase"] == "evaluation" and r["lr"] == arm["lr"]
-            ]
-            assert [r["seed"] for r in evaluated] == list(QUICK["eval_seeds"])
-            assert all(len(r["reward"]) == steps for r in evaluated)
-            assert all(t > 0 for r in evaluated for t in r["generated_tokens"])
-        for c in entry["comparisons"]:
-            for metric in ("steps", "tokens"):
-                r = c["0-1"][metric]
-                assert set(r) == {"ratio", "low", "high"} and r["low"] <= r["ratio"] <= r["high"]
-    per_task = len(runs) // len(PROTOCOLS)
+    entry = study
+    assert entry["lr_grid"] == list(QUICK["lr_grid"])
+    assert entry["seeds"] == {"selection": list(QUICK["selection_seeds"]), "evaluation": list(QUICK["eval_seeds"])}
+    assert set(entry["arms"]) == {"grpo+independent", "tempo+independent"}
+    assert set(entry["selection"]["tempo+independent"]) == {f"{lr:g}" for lr in QUICK["lr_grid"]}
+    for key, arm in entry["arms"].items():
+        assert arm["lr"] in QUICK["lr_grid"]
+        assert arm["lr"] == max(QUICK["lr_grid"], key=lambda lr, k=key: entry["selection"][k][f"{lr:g}"])
+        for field in ("steps_to_target", "generated_tokens_to_target", "final_reward"):
+            assert len(arm[field]) == n_eval
+        assert all(s is None or 1 <= s <= steps for s in arm["steps_to_target"])
+        assert [s is None for s in arm["steps_to_target"]] == [t is None for t in arm["generated_tokens_to_target"]]
+        assert arm["censored"] == sum(s is None for s in arm["steps_to_target"])
+        # Paired seeds: every arm's evaluation runs use exactly the protocol's evaluation seeds.
+        evaluated = [r for r in runs if r["arm"] == key and r["phase"] == "evaluation" and r["lr"] == arm["lr"]]
+        assert [r["seed"] for r in evaluated] == list(QUICK["eval_seeds"])
+        assert all(len(r["reward"]) == steps for r in evaluated)
+        assert all(t > 0 for r in evaluated for t in r["generated_tokens"])
+    for c in entry["comparisons"]:
+        for metric in ("steps", "tokens"):
+            r = c["0-1"][metric]
+            assert set(r) == {"ratio", "low", "high"} and r["low"] <= r["ratio"] <= r["high"]
     selection = 2 * len(QUICK["lr_grid"]) * len(QUICK["selection_seeds"])
-    lrs = {len(v) for e in study["tasks"].values() for v in e["evaluated"].values()}
-    assert per_task == selection + 2 * lrs.pop() * n_eval + 2  # + one tree-page rerun per arm
+    evaluation = sum(len(v) for v in entry["evaluated"].values()) * n_eval
+    assert len(runs) == selection + evaluation + 2  # + one tree-page rerun per arm
+    assert all(r["phase"] != "tree" or len(r["reward"]) <= steps for r in runs)
     assert (tmp_path / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (tmp_path / "study.txt").read_text()
-    assert "tempo+independent" in text and "task chain" in text
+    assert "tempo+independent" in text and "task rule" in text
 
 
 @pytest.mark.slow
