@@ -304,6 +304,7 @@ def machine_info(jobs: int) -> dict[str, Any]:
         "cpu_model": model or platform.processor() or None,
         "cpu_flags": flags,
         "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "jobs": jobs,
         "torch_threads": 1,
         "git_commit": commit,

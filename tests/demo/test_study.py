@@ -360,6 +360,7 @@ def test_quick_says_it_is_not_a_result_and_the_study_names_its_machine(tmp_path)
     machine = study["machine"]
     assert machine["torch"] == torch.__version__ and machine["python"] == sys.version.split()[0]
     assert {"avx2", "avx512f"} <= set(machine["cpu_flags"]) and machine["torch_threads"] == 1 and machine["jobs"] == 1
+    assert 1 <= machine["cpus_usable"] <= machine["cpus"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert machine["git_commit"] == head and isinstance(machine["git_dirty"], bool)
     # --eval-seeds, --selection-seeds, --lr: the fixed arm is never selected, and is evaluated at both picks.
