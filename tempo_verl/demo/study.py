@@ -13,7 +13,8 @@ An *arm* is an estimator from verl's registry and a rollout backend, written ``e
    same rollouts (:func:`evaluation_lrs`), with the demo's :func:`~tempo_verl.demo.loop.train`;
 4. the comparisons (:func:`comparisons`): paired ratios of steps and generated tokens to the
    target with 95 % bootstrap intervals, on each set of 10 evaluation seeds and pooled
-   (:mod:`tempo_verl.demo.stats`: censored seeds count at their budget, never dropped).
+   (:mod:`tempo_verl.demo.stats`: censored seeds count at their budget, never dropped), and the
+   protocol's decision rule applied to them (:func:`verdicts`).
 
 Outputs (built in a temporary folder that replaces ``--out`` whole when the study ends,
 :func:`tempo_verl.outputs.atomic_output_dir`):
@@ -67,6 +68,7 @@ __all__ = [
     "study_command",
     "train_job",
     "tree_step",
+    "verdicts",
 ]
 
 BASELINE = "grpo+independent"
@@ -402,6 +404,32 @@ def comparisons(
     return out
 
 
+def verdicts(found: list[dict[str, Any]], sets: dict[str, tuple[int, ...]]) -> dict[str, dict[str, Any]]:
+    """The protocol's decision rule (docs/study-protocol.md), per non-GRPO arm: its credit helps only if
+    it needs fewer steps than GRPO on the same rollouts with the 95 % interval above 1 on *every* seed
+    set best against best, and with the pooled interval above 1 at every shared lr.
+
+    Returns:
+        ``{ARM: {"established": bool, "failed": [why, ...]}}`` for every arm with a ``same_rollout`` comparison.
+    """
+    own = [s for s in sets if s != "pooled"]
+    pooled = "pooled" if "pooled" in sets else own[0]
+    out: dict[str, dict[str, Any]] = {}
+    for best in (c for c in found if c["kind"] == "same_rollout"):
+        failed = [
+            f"best against best on seeds {s}: lower bound {best[s]['steps']['low']:.2f}"
+            for s in own
+            if best[s]["steps"]["low"] <= 1.0
+        ]
+        failed += [
+            f"both at lr {c['lr']:g}, seeds {pooled}: lower bound {c[pooled]['steps']['low']:.2f}"
+            for c in found
+            if c["kind"] == "same_rollout_shared_lr" and c["arm"] == best["arm"] and c[pooled]["steps"]["low"] <= 1.0
+        ]
+        out[best["arm"]] = {"established": not failed, "failed": failed}
+    return out
+
+
 def tree_step(rewards: list[float]) -> int:
     """The step whose tree page to draw: the one whose batch reward is nearest 0.5, where the rewards of a
     group vary most (TEMPO's credit is visible only there); the earliest such step; the middle step when
@@ -535,6 +563,7 @@ def run_task(
     run([Job(proto, a, picks[a], seed, "tree", ready.warm_state, tree_step(first[a.key])) for a in arms])
 
     sets = proto.eval_sets()
+    found = comparisons(arms, picks, evaluated, sets)
     entry = {
         "task": proto.task,
         "seeds": {"selection": list(proto.selection_seeds) if chosen else [], "evaluation": list(proto.eval_seeds)},
@@ -549,7 +578,8 @@ def run_task(
         "lr_fixed": {a.key: lr for a, lr in fixed.items()},
         "arms": {a.key: {"lr": picks[a], **evaluated[a.key][f"{picks[a]:g}"]} for a in arms},
         "evaluated": evaluated,
-        "comparisons": comparisons(arms, picks, evaluated, sets),
+        "comparisons": found,
+        "verdicts": verdicts(found, sets),
         "warmup_time_s": ready.warmup_time_s,
     }
     return entry, records, pages

@@ -101,6 +101,11 @@ def table(study: dict[str, Any]) -> str:
                 for metric in ("steps", "tokens"):
                     cells = " ".join(f"{_fmt_ratio(c[s][metric]):>24}" for s in sets)
                     lines.append(f"  {_label(c) if metric == 'steps' else '':<50} {metric:<6} {cells}")
+        for key, verdict in entry["verdicts"].items():
+            lines.append(
+                f"decision rule (docs/study-protocol.md), {key} against GRPO on the same rollouts: "
+                + ("established" if verdict["established"] else "NOT established: " + "; ".join(verdict["failed"]))
+            )
         lines.append("")
     lines.append("never-reaching seeds count at their budget (all steps / all tokens) in the ratios; see docs/demo.md")
     return "\n".join(lines) + "\n"

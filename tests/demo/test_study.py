@@ -33,6 +33,7 @@ from tempo_verl.demo.study import (
     parse_seeds,
     train_job,
     tree_step,
+    verdicts,
 )
 from tempo_verl.demo.study_report import NOT_A_RESULT
 from tempo_verl.demo.task import ChainTask, RuleTask, make_task
@@ -242,6 +243,20 @@ def test_comparisons_on_each_seed_set_and_pooled() -> None:
     shared = out[4]  # both at 5e-4: the seed set decides the sign
     assert shared["0-1"]["steps"]["ratio"] == pytest.approx(2.0) and shared["2-3"]["steps"]["ratio"] == 1.0
     assert out[8]["pooled"]["tokens"]["ratio"] == pytest.approx(1600 / 1500)
+    # The decision rule: TEMPO on independent rollouts fails it (best against best is 1.00x on 0-1, and
+    # the shared lrs do not help); a clear win on every set and at every shared lr passes it.
+    found = verdicts(out, sets)
+    assert set(found) == {"tempo+independent", "tempo+tree"} and not found["tempo+independent"]["established"]
+    assert any("seeds 0-1" in why for why in found["tempo+independent"]["failed"])
+    assert any("both at lr 0.0005, seeds pooled" in why for why in found["tempo+independent"]["failed"])
+    fast = {k: {lr: _summary(seeds, [20, 21, 22, 23]) for lr in v} for k, v in evaluated.items()}
+    fast["grpo+independent"] = {lr: _summary(seeds, [60, 61, 62, 63]) for lr in evaluated["grpo+independent"]}
+    fast["grpo+tree"] = {lr: _summary(seeds, [60, 61, 62, 63]) for lr in evaluated["grpo+tree"]}
+    won = verdicts(comparisons(arms, picks, fast, sets), sets)
+    assert won == {
+        "tempo+independent": {"established": True, "failed": []},
+        "tempo+tree": {"established": True, "failed": []},
+    }
 
 
 def test_tree_page_step_is_where_rewards_vary() -> None:
