@@ -231,27 +231,42 @@ def demo(
 @_command(app, "study")
 def study(
     out: str = typer.Option(..., "--out", metavar="DIR", help="Output folder (created if missing)."),
-    task: str = typer.Option("all", "--task", metavar="NAME", help="parity, rule, or all (both)."),
+    task: str = typer.Option("all", "--task", metavar="NAME", help="rule, or all (every task of the protocol)."),
     arms: str = typer.Option(
-        "grpo+independent,tempo+independent,grpo+tree,tempo+tree",
+        None,
         "--arms",
         metavar="EST+ROLLOUT,...",
-        help="Arms: an estimator from verl's registry + independent|tree. grpo+independent (the baseline) is "
-        "always run.",
+        help="Arms: an estimator from verl's registry + independent|tree (default: each task's protocol arms). "
+        "grpo+independent (the baseline) is always run.",
     ),
-    quick: bool = typer.Option(False, "--quick", help="A tiny protocol that checks the machinery in seconds."),
+    quick: bool = typer.Option(
+        False, "--quick", help="A tiny protocol that checks the machinery in seconds: not a result."
+    ),
     jobs: int = typer.Option(2, "--jobs", metavar="N", help="Worker processes, one CPU thread each (1: no workers)."),
+    eval_seeds: str = typer.Option(
+        None, "--eval-seeds", metavar="A-B", help="Evaluation seeds, instead of the protocol's (e.g. 40-49)."
+    ),
+    selection_seeds: str = typer.Option(
+        None, "--selection-seeds", metavar="A-B", help="Selection seeds, instead of the protocol's (e.g. 100-103)."
+    ),
+    lr: str = typer.Option(
+        None,
+        "--lr",
+        metavar="ARM=VALUE,...",
+        help="Fix these arms' learning rates (e.g. grpo+independent=5e-4); no selection runs for them.",
+    ),
 ) -> None:
-    """Each arm at its best learning rate on fresh paired seeds, with 95 % bootstrap intervals (see docs/demo.md).
+    """Every arm at every lr of a grid, then on fresh paired seeds, with 95 % bootstrap intervals (docs/demo.md).
 
-    Per task: every arm is trained at every lr of the protocol's grid on the selection seeds, takes
-    the lr with the highest mean reward, then trains on the evaluation seeds (the same for every
-    arm). Writes study.json, runs.json, study.png and study.txt to --out, whole or not at all.
-    The full protocol is sized for 40 minutes on 2 CPU cores (--jobs 2).
+    Per task: every arm is trained at every lr of the protocol's grid on the selection seeds and takes
+    the lr with the highest mean reward (unless --lr fixes it); then every arm trains on the
+    evaluation seeds at its own lr and at the lr of its same-rollout partner. Ratios are reported
+    per set of 10 evaluation seeds and pooled. Writes study.json, runs.json, study.png and study.txt
+    to --out, whole or not at all. The full protocol is sized for 90 minutes on 2 CPU cores (--jobs 2).
     """
     from tempo_verl.demo.study import study_command
 
-    status = study_command(task, out, arms, quick, jobs)
+    status = study_command(task, out, arms, quick, jobs, eval_seeds, selection_seeds, lr)
     if status:
         raise typer.Exit(status)
 

@@ -26,6 +26,16 @@ right labels too: the credit-assignment problem a sequence-level advantage (GRPO
       prompt:   find odd : 3 8 5 :
       response: mark odd : 3 yes , 8 no , 5 yes <eos>                       -> 1.0
 
+* :class:`ChainTask` (``chain``, piloted 2026-12-07 as the study's second premise task, see
+  docs/study-protocol.md): label the parity of the *running sum* after each digit, as in
+  multi-step arithmetic. Each decision's right value depends on the one before it (the sum so far),
+  so once a label is wrong, a policy that carries its own previous label forward gets every later
+  one wrong too; ``K = 4`` decisions per response (``rule`` has 3), the separators fixed. The
+  GRPO-only pilot did not learn it within the study's budget, so the study does not run it::
+
+      prompt:   chain 3 8 5 6 :
+      response: sum : 3 odd , 8 odd , 5 even , 6 even <eos>                 -> 1.0
+
 Tasks are looked up by name with :func:`make_task`.
 """
 
@@ -37,7 +47,18 @@ from typing import ClassVar
 
 import torch
 
-__all__ = ["EOS", "PAD", "SEPARATORS", "TASKS", "UNK", "ItemTask", "ParityTask", "RuleTask", "make_task"]
+__all__ = [
+    "EOS",
+    "PAD",
+    "SEPARATORS",
+    "TASKS",
+    "UNK",
+    "ChainTask",
+    "ItemTask",
+    "ParityTask",
+    "RuleTask",
+    "make_task",
+]
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 SEPARATORS = (",", "and")  # the free, low-stakes word between two items
@@ -86,6 +107,11 @@ class ItemTask:
         """The label the checker accepts for ``digit`` in ``problem``."""
         raise NotImplementedError
 
+    def right_labels(self, problem: Problem) -> list[str]:
+        """The ``K`` labels the checker accepts, in order (each digit's :meth:`right_label`, unless a
+        task's labels depend on the items before them)."""
+        return [self.right_label(problem, d) for d in self.digits(problem)]
+
     # ----- shared --------------------------------------------------------------------------------
     @property
     def words(self) -> list[str]:
@@ -132,7 +158,7 @@ class ItemTask:
         digits = self.digits(problem)
         if len(words) != self.max_response_words or len(digits) != self.num_digits:
             return 0.0
-        right = [self.right_label(problem, d) for d in digits]
+        right = self.right_labels(problem)
         separators = [words[i] for i in self._separator_positions(problem)]
         if not all(s in self.separators for s in separators):
             return 0.0
@@ -216,7 +242,36 @@ class RuleTask(ItemTask):
         return self.labels[int(digit % 2 == problem[0])]
 
 
-TASKS: dict[str, type[ItemTask]] = {"parity": ParityTask, "rule": RuleTask}
+@dataclass(frozen=True)
+class ChainTask(ParityTask):
+    """Label the parity of the running sum after each of ``K`` digits (problem = the digits, drawn as
+    for parity).
+
+    ``K = 4`` by default (a decision more than ``rule``). Label ``i`` is ``odd`` when
+    ``d_1 + ... + d_i`` is odd: it equals label ``i - 1`` flipped by an odd ``d_i``, so each decision
+    depends on the one before it, and an early mistake carried forward dooms the rest. Response:
+    ``sum : 3 odd , 8 odd , 5 even , 6 even``.
+    """
+
+    num_digits: int = 4
+    name: ClassVar[str] = "chain"
+    keywords: ClassVar[tuple[str, ...]] = ("chain", "sum", ":")
+    separators: ClassVar[tuple[str, ...]] = (",",)  # no free words: decisions are the only branch points
+
+    def prompt_text(self, problem: Problem) -> str:
+        """``chain 3 8 5 6 :``."""
+        return " ".join(["chain", *map(str, problem), ":"])
+
+    def lead_in(self, problem: Problem) -> list[str]:
+        return ["sum", ":"]
+
+    def right_labels(self, problem: Problem) -> list[str]:
+        """The parity of each running sum ``d_1 + ... + d_i`` (``labels[s % 2]``, as parity labels a digit)."""
+        sums = torch.tensor(problem).cumsum(0).tolist()
+        return [self.labels[s % 2] for s in sums]
+
+
+TASKS: dict[str, type[ItemTask]] = {"parity": ParityTask, "rule": RuleTask, "chain": ChainTask}
 
 
 def make_task(name: str, num_digits: int | None = None) -> ItemTask:
