@@ -99,3 +99,20 @@ def test_verl_yaml_example_composes_and_passes_the_start_up_checks(tmp_path) -> 
     assert cfg.algorithm.adv_estimator == "tempo" and tempo.td_coef == 0.5 and norm is True
     assert tempo.dump.dir == "/ckpt/my_run/trees" and tempo.dump.every == 50
     assert selects_tree(cfg) and read_tree_config(cfg.actor_rollout_ref.rollout).roots == 2
+
+
+def _slug(heading: str) -> str:
+    """A Markdown heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_pages_reach_a_file_and_heading() -> None:
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            assert "://" not in target, f"{page.name}: links outside the repository: {target}"
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target}: no such file"
+            if anchor and linked.suffix == ".md":
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(encoding="utf-8"), re.M)
+                assert anchor in {_slug(h) for h in headings}, f"{page.name}: {target}: no such heading"
