@@ -20,6 +20,13 @@ def _estimator_names(text: str) -> tuple[str, ...]:
 def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str, rollout: str = "independent") -> int:
     """Run the demo; return the exit status (0 ok, 2 bad options or a failed run: one line on stderr)."""
     started = time.perf_counter()
+    from tempo_verl.outputs import OutputBusyError, OutputFolderError, atomic_output_dir, output_folder
+
+    try:
+        output_folder(out)  # ., /, "" or a mount point: refused before anything loads
+    except OutputFolderError as err:
+        print(f"tempo-verl demo: error: --out {err}", file=sys.stderr)
+        return 2
     try:
         names = _estimator_names(estimators)
         # verl, transformers and matplotlib load here, not when the CLI starts.
@@ -37,8 +44,6 @@ def demo_command(out: str, seeds: int, steps: int, estimators: str, device: str,
     except (ValueError, ImportError) as err:
         print(f"tempo-verl demo: error: {err}", file=sys.stderr)
         return 2
-    from tempo_verl.outputs import OutputBusyError, OutputFolderError, atomic_output_dir
-
     console = Console(stderr=True)
     running: dict[str, str] = dict.fromkeys(cfg.estimators, "-")
     recent: dict[tuple[str, int], list[float]] = {}

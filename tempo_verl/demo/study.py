@@ -42,7 +42,7 @@ from tempo_verl.demo.model import ModelSize, build_tokenizer
 from tempo_verl.demo.report import tree_html
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
 from tempo_verl.demo.study_report import plot, table
-from tempo_verl.outputs import atomic_output_dir
+from tempo_verl.outputs import OutputFolderError, atomic_output_dir, output_folder
 
 __all__ = [
     "BASELINE",
@@ -377,7 +377,10 @@ def study_command(task: str, out: str, arms: str, quick: bool, jobs: int) -> int
     try:
         tasks = tuple(PROTOCOLS) if task == "all" else (task,)
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-        run_study(tasks, Path(out), parse_arms(arms), quick=quick, jobs=jobs, log=log)
+        run_study(tasks, output_folder(out), parse_arms(arms), quick=quick, jobs=jobs, log=log)
+    except OutputFolderError as err:  # ., /, "" or a mount point: before any work
+        print(f"tempo-verl study: error: --out {err}", file=sys.stderr)
+        return 2
     except (ValueError, RuntimeError, OSError) as err:
         print(f"tempo-verl study: error: {err}", file=sys.stderr)
         return 2
