@@ -13,6 +13,8 @@ Figures (the targets of the estimator issues):
    with int64 masks, <= 1.5x with float32 masks;
 5. scale: one group of 8192 responses x 2048 tokens (a constant uid) in a fresh process: < 2 s and < 1 GiB
    extra; 64 groups x 64 responses x 4096 tokens: <= 3x `grpo_vectorized`.
+6. under load: figure 1 (int64) again with one busy-loop process per core running beside it (a busy trainer
+   node), with 2 torch threads and with 1: TEMPO / `grpo_vectorized` should stay near the quiet ratio.
 All timings: 2 torch threads, the minimum of several repeats (one call for the single group).
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
 import threading
@@ -127,6 +131,35 @@ def reference_ratio(label: str, batch, repeats: int) -> float:
     return ratio
 
 
+def _busy(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+def loaded_speed(batch, repeats: int) -> dict[int, dict[str, float]]:
+    """Figure 1 with one busy-loop process per core beside it, at 2 torch threads and at 1."""
+    stop = multiprocessing.Event()
+    load = [multiprocessing.Process(target=_busy, args=(stop,), daemon=True) for _ in range(os.cpu_count() or 1)]
+    for proc in load:
+        proc.start()
+    try:
+        out = {}
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            out[threads] = speed(
+                f"6. paper scale, int64 masks, one busy process per core, {threads} torch thread(s)",
+                batch,
+                repeats,
+                names=("tempo", "grpo_vectorized"),
+            )
+    finally:
+        torch.set_num_threads(2)
+        stop.set()
+        for proc in load:
+            proc.join()
+    return out
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096
@@ -196,12 +229,14 @@ def main() -> None:
     torch.set_num_threads(2)
     repeats = 2 if args.quick else 5
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, min of {repeats} repeats")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (figure 6 adds its own load)")
 
+    paper_batch = make_batch(512, 7, 8192, 30.0)
     paper = speed(
-        "1. paper scale: 512 x 7 x 8192, shared prefix ~ Geometric(mean 30), int64 masks",
-        make_batch(512, 7, 8192, 30.0),
-        repeats,
+        "1. paper scale: 512 x 7 x 8192, shared prefix ~ Geometric(mean 30), int64 masks", paper_batch, repeats
     )
+    loaded = loaded_speed(paper_batch, repeats)
+    del paper_batch
     paper_f32 = speed(
         "1f. paper scale, float32 masks",
         make_batch(512, 7, 8192, 30.0, mask_dtype=torch.float32),
@@ -244,6 +279,9 @@ def main() -> None:
     print(f"  5a. one group of 8192: time        {one['seconds']:6.2f} s   (< 2 s)")
     print(f"  5a. one group of 8192: memory      {one['extra_mb']:6.0f} MiB (< 1024 MiB)")
     print(f"  5b. tempo / grpo_vectorized, G=64  {wide['tempo'] / wide['grpo_vectorized']:6.2f}x   (<= 3x)")
+    for threads, times in loaded.items():
+        ratio = times["tempo"] / times["grpo_vectorized"]
+        print(f"  6. loaded, {threads} thread(s): tempo / grpo_vectorized {ratio:6.2f}x   (quiet figure 1 above)")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def test_a_rerun_replaces_the_folder_whole_and_a_failed_run_changes_nothing(tmp_
         (tmp / "summary.json").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.json"]  # no old file presented as this run's
     assert (out / "summary.json").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # no temporary folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputFolderError, match="not a folder"), atomic_output_dir(tmp_path / "file"):
         pass
@@ -127,3 +127,136 @@ def test_two_processes_into_one_folder_the_second_fails_clearly_the_first_lands_
     third = _start(out, tmp_path / "go-third", "third")
     assert third.wait(timeout=120) == 0, third.stderr.read()
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.json", "third.txt"]
+
+
+# ---- where an output folder can be published, and the lock file ------------------------------
+
+
+def _cli(args: list[str]):
+    from typer.testing import CliRunner
+
+    from tempo_verl.cli import app
+
+    return CliRunner().invoke(app, args)
+
+
+def _tree_dump(folder: Path) -> Path:
+    """A real tree dump of one group of three responses."""
+    import torch
+
+    from tempo_verl.core.advantage import tempo_advantage_and_forest
+    from tempo_verl.trees.writer import TreeDumpWriter
+
+    responses = torch.tensor([[1, 2, 3], [1, 2, 4], [1, 5, 0]])
+    attention = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 0]])
+    rewards = torch.tensor([[1.0, 0, 0], [0, 0, 0], [0.5, 0, 0]])
+    _, _, forest = tempo_advantage_and_forest(
+        rewards, attention, index=["u"] * 3, responses=responses, response_attention_mask=attention
+    )
+    writer = TreeDumpWriter(folder, every=1, groups=4)
+    assert writer.maybe_dump(1, forest, responses, attention, ["u"] * 3)
+    writer.close()
+    return folder
+
+
+@pytest.mark.parametrize("out", [".", "/", ""])
+@pytest.mark.parametrize("command", ["demo", "study", "tree"])
+def test_out_dot_root_or_empty_is_one_clear_line(command, out, tmp_path, monkeypatch):
+    """--out ., / or "": one line naming the option and what to do, exit 2, no Python error, no traceback."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    args = {
+        "demo": ["demo", "--out", out, "--steps", "1", "--seeds", "1"],
+        "study": ["study", "--out", out, "--quick", "--jobs", "1"],
+        "tree": ["tree", str(_tree_dump(tmp_path / "dump")), "--out", out],
+    }[command]
+    result = _cli(args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tempo-verl {command}: error: "), result.output
+    expected = {".": "is the current folder", "/": "the root folder cannot be replaced", "": "an empty path"}[out]
+    assert (expected if command != "tree" else "it is a folder; name a file") in lines[0]
+    assert "Traceback" not in result.output and "PosixPath" not in result.output
+    assert sorted(os.listdir(tmp_path / "cwd")) == []
+
+
+def _mount(kind: str, target: Path, tmp_path: Path) -> None:
+    target.mkdir()
+    if kind == "tmpfs":
+        cmd = ["mount", "-t", "tmpfs", "none", str(target)]
+    else:
+        (tmp_path / "bind-source").mkdir()
+        cmd = ["mount", "--bind", str(tmp_path / "bind-source"), str(target)]
+    if os.geteuid() != 0 or subprocess.run(cmd, capture_output=True).returncode != 0:
+        pytest.skip(f"this test mounts a {kind} folder, which needs root and a system that allows mount")
+
+
+@pytest.mark.parametrize("kind", ["tmpfs", "bind"])
+def test_a_mount_point_is_refused_before_the_run_with_the_fix(kind, tmp_path):
+    """A Docker volume's mount point as --out: refused before any work, not after it (the final rename fails)."""
+    volume = tmp_path / "volume"
+    _mount(kind, volume, tmp_path)
+    try:
+        ran = []
+        fix = r"is a mount point.*Name a new folder inside it, e\.g\. .*tempo_out"
+        with pytest.raises(OutputFolderError, match=fix), atomic_output_dir(volume):
+            ran.append(True)
+        assert not ran
+        with atomic_output_dir(volume / "run") as tmp:  # a folder inside the volume: fine
+            (tmp / "a.txt").write_text("a")
+        assert (volume / "run" / "a.txt").read_text() == "a"
+        result = _cli(["demo", "--out", str(volume), "--steps", "1", "--seeds", "1"])
+        assert result.exit_code == 2 and "is a mount point" in result.output, result.output
+        assert sorted(p.name for p in volume.iterdir()) == ["run"]
+    finally:
+        subprocess.run(["umount", str(volume)], check=True)
+
+
+def test_the_lock_file_is_removed_when_the_run_ends(tmp_path):
+    out = tmp_path / "out"
+    lock = tmp_path / ".out.lock"
+    with atomic_output_dir(out) as tmp:
+        assert lock.exists()
+        (tmp / "a.txt").write_text("a")
+    assert not lock.exists()
+    with pytest.raises(RuntimeError, match="boom"), atomic_output_dir(out):
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_lock_on_a_removed_lock_file_is_not_taken(tmp_path, monkeypatch):
+    """A run that opened the lock file just before its holder removed it locks the new file instead.
+
+    Otherwise it would hold a lock on a removed file while a third run locks the one now at the path,
+    and both would write the folder.
+    """
+    from tempo_verl import outputs
+
+    out = tmp_path / "out"
+    lock = tmp_path / ".out.lock"
+    with atomic_output_dir(out):
+        stale = os.open(lock, os.O_RDWR)  # opened while the first run holds it...
+    assert not lock.exists()  # ...which then ended and removed the file
+    opened = []
+    real_open = os.open
+
+    def open_stale_first(path, flags, mode=0o777):
+        opened.append(path)
+        return stale if len(opened) == 1 else real_open(path, flags, mode)
+
+    monkeypatch.setattr(outputs.os, "open", open_stale_first)
+    with atomic_output_dir(out):
+        held = [fd for fd in range(3, 256) if _is_lock_of(fd, lock)]
+        assert lock.exists() and held, "the lock held is not the file at the lock's path"
+        monkeypatch.setattr(outputs.os, "open", real_open)
+        with pytest.raises(OutputBusyError), atomic_output_dir(out):  # and it excludes the next run
+            pass
+    assert len(opened) == 2 and not lock.exists()
+
+
+def _is_lock_of(fd: int, path: Path) -> bool:
+    try:
+        held, now = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)

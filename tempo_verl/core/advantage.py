@@ -83,8 +83,13 @@ def tempo_advantage_and_forest(
     device = token_level_rewards.device
     group = uid_to_group_ids(index, bs, device=device)
     scores = token_level_rewards.sum(dim=-1)
-    if not bool(torch.isfinite(scores).all()):
-        raise ValueError("token_level_rewards: found NaN or infinite rewards; every outcome score must be finite.")
+    if not bool(torch.isfinite(scores).all()):  # why an error, not NaN for the group: docs/estimator.md
+        rows = (~torch.isfinite(scores)).nonzero().squeeze(1).tolist()
+        raise ValueError(
+            f"token_level_rewards: found NaN or infinite rewards in {len(rows)} response(s) (rows "
+            f"{', '.join(map(str, rows[:5]))}{', ...' if len(rows) > 5 else ''}); every outcome score must be "
+            "finite. Make the reward function return a finite number (0.0 for an answer it cannot grade)."
+        )
 
     # Dense part: verl's GRPO, the row value broadcast over the checked mask (one full-size allocation).
     grpo, scale = grpo_scalars(scores, group, epsilon, norm_adv_by_std_in_grpo)

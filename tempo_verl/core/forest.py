@@ -46,6 +46,9 @@ __all__ = ["PrefixForest", "build_prefix_forest", "expand_values", "pairwise_com
 _SIGNED_VIEW = {torch.uint16: torch.int16, torch.uint32: torch.int32, torch.uint64: torch.int64}
 _MAX_SPAN = 4096  # the longest comparison span of one step
 _STEP_ELEMENTS = 1 << 16  # tokens a step may compare anyway: rows x width below this costs little more
+# Parallel regions: on a busy machine each of torch's parallel regions waits for every thread to be scheduled
+# (milliseconds), so the per-row work here stays below torch's parallel thresholds: 1-D gathers and writes go
+# through index_select / index_copy_ (plain `x[i]` on a few thousand rows starts a region).
 
 
 class _Step(NamedTuple):
@@ -81,10 +84,10 @@ def _refine(responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout,
     device = responses.device
     never = L + 1  # stop depth of a row that matched its representative over the whole window
     cls = layout.group.clone()
-    rep = layout.members[layout.group, 0].clone()
+    rep = layout.members[:, 0].index_select(0, layout.group)
     depth = torch.zeros(bs, dtype=torch.long, device=device)
     span = torch.full((bs,), window, dtype=torch.long, device=device)
-    active = layout.size[layout.group] >= 2
+    active = layout.size.index_select(0, layout.group) >= 2
     # Row windows without index arithmetic: windows(W)[b] is flat[b : b + W], a view, gathered by row.
     flat = responses.contiguous().reshape(-1)
     flat = flat.view(_SIGNED_VIEW.get(flat.dtype, flat.dtype))
@@ -94,20 +97,21 @@ def _refine(responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout,
         n_act = act.numel()
         if n_act == 0:
             return
-        act_rep, act_depth, act_len = rep[act], depth[act], lengths[act]
+        act_rep, act_depth, act_len = rep.index_select(0, act), depth.index_select(0, act), lengths.index_select(0, act)
         # Compare the next `span` tokens of each active row with its representative's: one window of
         # W positions per row, starting at its depth (or at L - W near the end, to stay in the row).
-        width = min(max(int(span[act].max()), _STEP_ELEMENTS // n_act), L)
+        width = min(max(int(span.index_select(0, act).max()), _STEP_ELEMENTS // n_act), L)
         windows = flat.as_strided((flat.numel() - width + 1, width), (1, 1))
         start = act_depth.clamp(max=L - width)
-        own = windows[act * L + start]
-        ref = windows[act_rep * L + start]
+        own, ref = windows.index_select(0, torch.cat([act, act_rep]) * L + start.repeat(2)).split(n_act)
         skip = act_depth - start  # window positions before the row's depth
         differ = own != ref
         if L - width < int(act_depth.max()):  # some windows start before their row's depth (near the end)
             differ &= torch.arange(width, device=device) >= skip[:, None]
         found, first = differ.max(dim=1)
-        limit = torch.minimum(act_len, lengths[act_rep]) - act_depth  # both responses still have a token
+        limit = (
+            torch.minimum(act_len, lengths.index_select(0, act_rep)) - act_depth
+        )  # both responses still have a token
         k = torch.minimum(torch.where(found, first - skip, never), limit)
         hit = k < width
         e = torch.where(hit, act_depth + k, never)
@@ -117,18 +121,33 @@ def _refine(responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout,
         tok = own.gather(1, (k + skip).clamp(max=width - 1)[:, None]).squeeze(1).long()
         _, tok_rank = torch.unique(tok, return_inverse=True)
         code = torch.where(hit, torch.where(ended, 1, tok_rank + 2), 0)
-        level_key, level = torch.unique(cls[act] * (L + 2) + e, return_inverse=True)
+        level_key, level = torch.unique(cls.index_select(0, act) * (L + 2) + e, return_inverse=True)
         _, new_cls = torch.unique(level * (n_act + 2) + code, return_inverse=True)
         yield _Step(rows=act, level=level, level_key=level_key, stop=e, ended=ended, new_class=new_cls)
 
         # Rows go on in their new class while it holds another row that has not ended.
-        count = torch.bincount(new_cls[~ended], minlength=n_act)
+        count = torch.zeros_like(act).index_add_(0, new_cls, (~ended).long())
         new_rep = torch.full_like(count, bs).scatter_reduce(0, new_cls, act, reduce="amin")
-        cls[act] = new_cls
-        rep[act] = new_rep[new_cls]
-        depth[act] = torch.where(hit, e + 1, act_depth + width)
-        span[act] = torch.where(hit, window, min(2 * width, _MAX_SPAN))
-        active[act] = ~ended & (count[new_cls] >= 2)
+        cls.index_copy_(0, act, new_cls)
+        rep.index_copy_(0, act, new_rep.index_select(0, new_cls))
+        depth.index_copy_(0, act, torch.where(hit, e + 1, act_depth + width))
+        span.index_copy_(0, act, torch.where(hit, window, min(2 * width, _MAX_SPAN)))
+        active.index_copy_(0, act, ~ended & (count.index_select(0, new_cls) >= 2))
+
+
+def _repeat_ids(counts: torch.Tensor) -> torch.Tensor:
+    """``(sum(counts),)`` int64: ``i`` repeated ``counts[i]`` times (``repeat_interleave`` of ``arange``).
+
+    Built from a scatter and a running maximum, which stay serial at these sizes (``repeat_interleave``
+    always starts a parallel region). Each row with a count > 0 is the largest id at its start offset.
+    """
+    n = counts.shape[0]
+    start = torch.cumsum(counts, 0) - counts
+    total = int(start[-1] + counts[-1]) if n else 0
+    ids = torch.arange(n, device=counts.device)
+    marks = torch.zeros(total + 1, dtype=torch.long, device=counts.device)
+    marks.scatter_reduce_(0, start, ids, reduce="amax")
+    return marks[:total].cummax(0).values
 
 
 def pairwise_common_prefix(
@@ -301,45 +320,48 @@ def build_prefix_forest(
         rows, level, e = step.rows, step.level, step.stop
         n_levels = step.level_key.shape[0]
         depth = step.level_key % (L + 2)
-        r = r64[rows]
+        r = r64.index_select(0, rows)
         count = torch.bincount(level, minlength=n_levels)
         total = torch.zeros(n_levels, dtype=torch.float64, device=device).index_add_(0, level, r)
         # Levels are sorted by class, then depth: each class is a run [first, end) of levels, and the
         # rows through s_t (t <= e_i) are its levels from depth t on: suffix sums inside the run.
-        _, run = torch.unique_consecutive(step.level_key // (L + 2), return_counts=True)
+        _, run_of, run = torch.unique_consecutive(step.level_key // (L + 2), return_inverse=True, return_counts=True)
         end = torch.cumsum(run, 0)
-        first = (end - run).repeat_interleave(run)
-        end = end.repeat_interleave(run)
+        first = (end - run).index_select(0, run_of)
+        end = end.index_select(0, run_of)
         before_sum = torch.cat([total.new_zeros(1), torch.cumsum(total, 0)])
         before_count = torch.cat([count.new_zeros(1), torch.cumsum(count, 0)])
-        through_sum = before_sum[end] - before_sum[:-1]
-        through_count = before_count[end] - before_count[:-1]
+        through_sum = before_sum.index_select(0, end) - before_sum[:-1]
+        through_count = before_count.index_select(0, end) - before_count[:-1]
         v = through_sum / through_count  # V(s_t) at each level's depth, for rows at or past it
 
         # Branch tokens of row i below e_i: one per level of its class before its own.
-        below = level - first[level]
-        row_of = torch.repeat_interleave(torch.arange(rows.shape[0], device=device), below)
+        first_of = first.index_select(0, level)
+        below = level - first_of
+        row_of = _repeat_ids(below)
         lv = (
-            first[level][row_of]
+            first_of.index_select(0, row_of)
             + torch.arange(row_of.shape[0], device=device)
-            - (torch.cumsum(below, 0) - below)[row_of]
+            - (torch.cumsum(below, 0) - below).index_select(0, row_of)
         )
         # And at e_i itself when some other row of the class goes on past it (not the same way).
         n_new = torch.bincount(step.new_class)
         sum_new = torch.zeros(n_new.shape[0], dtype=torch.float64, device=device).index_add_(0, step.new_class, r)
-        own = (e <= L) & ~step.ended & (through_count[level] > n_new[step.new_class])
-        rows_out += [rows[row_of], rows[own]]
-        pos_out += [depth[lv], e[own]]
-        before_out += [v[lv], v[level[own]]]
-        after_out += [v[lv + 1], (sum_new / n_new)[step.new_class[own]]]
+        own = (e <= L) & ~step.ended & (through_count.index_select(0, level) > n_new.index_select(0, step.new_class))
+        own = own.nonzero().squeeze(1)
+        rows_out += [rows.index_select(0, row_of), rows.index_select(0, own)]
+        pos_out += [depth.index_select(0, lv), e.index_select(0, own)]
+        before_out += [v.index_select(0, lv), v.index_select(0, level.index_select(0, own))]
+        after_out += [v.index_select(0, lv + 1), (sum_new / n_new).index_select(0, step.new_class.index_select(0, own))]
 
         # Rows that leave now: the deepest point they share with another row of the class.
-        going_on = torch.bincount(step.new_class[~step.ended], minlength=n_new.shape[0])
-        leaving = step.ended | (going_on[step.new_class] < 2)
-        top = end[level] - 1  # the class's deepest level
-        alone_at_top = (level == top) & (count[level] == 1)
-        others_top = depth[torch.where(alone_at_top, top - 1, top)]
-        divergence[rows[leaving]] = torch.minimum(e, others_top)[leaving]
+        going_on = torch.zeros_like(n_new).index_add_(0, step.new_class, (~step.ended).long())
+        leaving = step.ended | (going_on.index_select(0, step.new_class) < 2)
+        top = end.index_select(0, level) - 1  # the class's deepest level
+        alone_at_top = (level == top) & (count.index_select(0, level) == 1)
+        others_top = depth.index_select(0, torch.where(alone_at_top, top - 1, top))
+        leaving = leaving.nonzero().squeeze(1)
+        divergence.index_copy_(0, rows.index_select(0, leaving), torch.minimum(e, others_top).index_select(0, leaving))
 
     branch_row = torch.cat(rows_out) if rows_out else lengths.new_zeros(0)
     branch_pos = torch.cat(pos_out) if pos_out else lengths.new_zeros(0)
@@ -349,9 +371,9 @@ def build_prefix_forest(
         layout=layout,
         lengths=lengths,
         scores=r64,
-        branch_row=branch_row[order],
-        branch_pos=branch_pos[order],
-        value_before=(torch.cat(before_out) if before_out else empty)[order],
-        value_after=(torch.cat(after_out) if after_out else empty)[order],
+        branch_row=branch_row.index_select(0, order),
+        branch_pos=branch_pos.index_select(0, order),
+        value_before=(torch.cat(before_out) if before_out else empty).index_select(0, order),
+        value_after=(torch.cat(after_out) if after_out else empty).index_select(0, order),
         divergence_depth=divergence,
     )

@@ -92,7 +92,8 @@ def group_layout(group: torch.Tensor) -> GroupLayout:
     width = int(size.max()) if bs else 0  # one host sync: the widest group
     order = torch.argsort(group, stable=True)
     start = torch.cumsum(size, 0) - size
-    slot = torch.arange(bs, device=group.device) - start[group[order]]
-    members = torch.full((size.shape[0], width), -1, dtype=torch.long, device=group.device)
-    members[group[order], slot] = order
+    ordered = group.index_select(0, order)  # index_select, index_copy_: no parallel region at these sizes
+    slot = torch.arange(bs, device=group.device) - start.index_select(0, ordered)
+    members = torch.full((size.shape[0] * width,), -1, dtype=torch.long, device=group.device)
+    members = members.index_copy_(0, ordered * width + slot, order).view(size.shape[0], width)
     return GroupLayout(group=group, members=members, size=size)

@@ -42,6 +42,13 @@ def demo_command(
     ``steps`` None: the task's (:data:`~tempo_verl.demo.config.TASK_SETTINGS`, as are its lr and target).
     """
     started = time.perf_counter()
+    from tempo_verl.outputs import OutputBusyError, OutputFolderError, atomic_output_dir, output_folder
+
+    try:
+        output_folder(out)  # ., /, "" or a mount point: refused before anything loads
+    except OutputFolderError as err:
+        print(f"tempo-verl demo: error: --out {err}", file=sys.stderr)
+        return 2
     try:
         names = _estimator_names(estimators)
         # verl, transformers and matplotlib load here, not when the CLI starts.
@@ -64,8 +71,6 @@ def demo_command(
     except (ValueError, ImportError) as err:
         print(f"tempo-verl demo: error: {err}", file=sys.stderr)
         return 2
-    from tempo_verl.outputs import OutputBusyError, OutputFolderError, atomic_output_dir
-
     console = Console(stderr=True)
     running: dict[str, str] = dict.fromkeys(cfg.estimators, "-")
     recent: dict[tuple[str, int], list[float]] = {}

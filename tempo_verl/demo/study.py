@@ -47,7 +47,7 @@ from tempo_verl.demo.model import ModelSize, build_tokenizer
 from tempo_verl.demo.report import tree_html
 from tempo_verl.demo.stats import censored_costs, paired_ratio, selection_score, time_to_target
 from tempo_verl.demo.study_report import NOT_A_RESULT, plot, table
-from tempo_verl.outputs import atomic_output_dir
+from tempo_verl.outputs import OutputFolderError, atomic_output_dir, output_folder
 
 __all__ = [
     "BASELINE",
@@ -677,7 +677,7 @@ def study_command(
         every = dict.fromkeys(a for t in tasks if t in PROTOCOLS for a in parse_arms(",".join(PROTOCOLS[t].arms)))
         run_study(
             tasks,
-            Path(out),
+            output_folder(out),
             parsed,
             quick=quick,
             jobs=jobs,
@@ -686,6 +686,9 @@ def study_command(
             selection_seeds=None if selection_seeds is None else parse_seeds(selection_seeds, "--selection-seeds"),
             fixed=parse_lrs(lrs or "", parsed or tuple(every)),
         )
+    except OutputFolderError as err:  # ., /, "" or a mount point: before any work
+        print(f"tempo-verl study: error: --out {err}", file=sys.stderr)
+        return 2
     except (ValueError, RuntimeError, OSError) as err:
         print(f"tempo-verl study: error: {err}", file=sys.stderr)
         return 2

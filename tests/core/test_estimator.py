@@ -315,3 +315,12 @@ def test_integer_uids_and_tensor_index():
     adv, _ = compute_tempo_advantage(rewards, mask, index, responses)
     torch.testing.assert_close(compute_tempo_advantage(rewards, mask, as_int, responses)[0], adv)
     torch.testing.assert_close(compute_tempo_advantage(rewards, mask, torch.from_numpy(as_int), responses)[0], adv)
+
+
+def test_nan_rewards_are_an_error_naming_the_rows_and_the_fix():
+    """NaN or infinite scores stop the run (docs/estimator.md says why): the rows and the fix are named."""
+    rewards = torch.zeros(4, 3)
+    rewards[1, 2], rewards[3, 0] = float("nan"), float("inf")
+    mask = torch.ones(4, 3)
+    with pytest.raises(ValueError, match=r"in 2 response\(s\) \(rows 1, 3\).*return a finite number"):
+        compute_tempo_advantage(rewards, mask, ["a", "a", "b", "b"], torch.zeros(4, 3, dtype=torch.long))

@@ -291,7 +291,7 @@ def test_an_interrupted_demo_leaves_the_previous_outputs_whole(tmp_path, monkeyp
         command.demo_command(str(out), 1, 1, "grpo", "cpu")
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "summary.json"]
     assert (out / "summary.json").read_text() == '{"previous": true}'
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]  # no half-written folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no half-written folder
 
 
 def test_demo_command_cuda_without_gpu(tmp_path, monkeypatch) -> None:

@@ -545,6 +545,51 @@ def test_cli_fails_when_no_row_is_valid(tmp_path: Path) -> None:
     assert not (tmp_path / "gsm_hard" / "test.parquet").exists()
 
 
+def test_a_rerun_with_a_bad_split_changes_no_file(samples: dict[str, Path], tmp_path: Path) -> None:
+    """All splits of one command whole or none: a rerun whose test split is bad leaves the first run's train."""
+    out = tmp_path / "out"
+    first = {"train": samples["medqa_train"], "test": samples["medqa_test"]}
+    assert all(r.path for r in prepare_medqa(out, local_files=first))
+    before = {split: (out / "medqa" / f"{split}.parquet").read_bytes() for split in ("train", "test")}
+
+    bad_test = write_json_lines(tmp_path / "bad_test.jsonl", MEDQA_ROWS[3:])  # every row bad
+    again = ["data", "medqa", "--out", str(out), "--local-file", f"train={samples['medqa_train']}"]
+    result = invoke([*again, "--local-file", f"test={bad_test}", "--max-train", "1"])
+    assert result.exit_code == 1, result.output
+    assert "no valid rows for medqa/test" in result.plain and "no file was written or changed" in result.plain
+    assert {split: (out / "medqa" / f"{split}.parquet").read_bytes() for split in ("train", "test")} == before
+    assert sorted(p.name for p in (out / "medqa").iterdir()) == ["test.parquet", "train.parquet"]  # no temporaries
+
+    reports = prepare_eval(
+        out, sets=["amc23", "gsm_hard"], local_files={"amc23": samples["amc23"], "gsm_hard": bad_test}
+    )
+    assert [r.path for r in reports] == [None, None] and not (out / "amc23").exists()
+
+
+def test_a_file_that_cannot_be_written_changes_no_file(
+    samples: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failure on the second split leaves the first split's previous file in place."""
+    from tempo_verl.recipes.data import prepare
+
+    out = tmp_path / "out"
+    files = {"train": samples["medqa_train"], "test": samples["medqa_test"]}
+    prepare_medqa(out, local_files=files)
+    before = (out / "medqa" / "train.parquet").read_bytes()
+    real = prepare._write_beside
+
+    def fail_on_test(rows: Any, target: Path) -> Path:
+        if target.name == "test.parquet":
+            raise OSError(28, "No space left on device")
+        return real(rows, target)
+
+    monkeypatch.setattr(prepare, "_write_beside", fail_on_test)
+    with pytest.raises(PrepareError, match=r"test\.parquet: .*No space left on device; no file was changed"):
+        prepare_medqa(out, local_files=files, max_train=1)
+    assert (out / "medqa" / "train.parquet").read_bytes() == before
+    assert sorted(p.name for p in (out / "medqa").iterdir()) == ["test.parquet", "train.parquet"]
+
+
 def test_prepare_data_script_calls_a_valid_cli(fake_hub: list[Any], tmp_path: Path) -> None:
     """recipes/prepare_data.sh's calls, recorded, then replayed through the real command line."""
     recorder = tmp_path / "record"

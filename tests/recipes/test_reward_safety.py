@@ -5,6 +5,10 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import math
+import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -149,6 +153,24 @@ def test_bad_settings_are_one_clear_error_at_first_use(
     assert pool._POOL is None
     # numeric and multiple choice do not use the helper: unaffected
     assert compute_score("gsm_hard", "The answer is 12.5", "12.5") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TEMPO_REWARD_MATH_TIMEOUT", "soon"), ("TEMPO_REWARD_MATH_TIMEOUT", "0"), ("TEMPO_REWARD_MATH_WORKERS", "0")],
+)
+def test_bad_settings_stop_the_run_when_the_reward_module_loads(variable: str, value: str) -> None:
+    """verl imports the reward function's module before the first step: a bad setting fails there, clearly."""
+    env = {**os.environ, variable: value}
+    load = "import tempo_verl.recipes.rewards"
+    proc = subprocess.run([sys.executable, "-c", load], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"ValueError: {variable}='{value}' is not valid: expected .*\. Unset it for the default \(.*\)\.", last
+    )
+    del env[variable]
+    assert subprocess.run([sys.executable, "-c", load], env=env, timeout=120).returncode == 0
 
 
 def test_a_timeout_that_scores_everything_zero_is_warned(

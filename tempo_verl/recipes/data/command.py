@@ -1,7 +1,8 @@
 """What ``tempo-verl data`` does once its arguments are parsed: prepare, print the report, give the exit status.
 
-Exit status: 0 when every split has rows written; 1 when a split has no valid row (or on an
-unexpected error, said in one line); 2 on bad input (a :class:`PrepareError`: unknown split or set,
+Exit status: 0 when every split has rows written; 1 when a split has no valid row (then no file is
+written or changed: the splits of one command are written together or not at all), or on an unexpected
+error, said in one line; 2 on bad input (a :class:`PrepareError`: unknown split or set,
 missing or unreadable file, unreachable hub), said in one line naming it.
 """
 
@@ -19,7 +20,7 @@ from tempo_verl.recipes.data.sources import EVAL_SETS
 
 def _show(reports: list[SplitReport]) -> None:
     table = Table(title="tempo-verl data")
-    for column in ("source", "split", "read", "bad rows (left out)", "skipped", "written"):
+    for column in ("source", "split", "read", "bad rows (left out)", "skipped", "kept"):
         table.add_column(column)
     table.add_column("file", overflow="fold")
     for report in reports:
@@ -33,10 +34,10 @@ def _show(reports: list[SplitReport]) -> None:
     # the same in plain lines, unwrapped, for logs
     for report in reports:
         bad = ", ".join(f"{reason}: {count}" for reason, count in report.bad.items())
-        where = report.path if report.path else "nothing written"
+        wrote = f"wrote {report.written} ({report.path})" if report.path else f"kept {report.written}, wrote nothing"
         detail = f" ({bad})" if bad else ""
         console.print(
-            f"{report.source}/{report.split}: read {report.read}, wrote {report.written} ({where}); "
+            f"{report.source}/{report.split}: read {report.read}, {wrote}; "
             f"bad rows left out: {sum(report.bad.values())}{detail}; skipped {report.skipped}",
             markup=False,
             highlight=False,
@@ -86,8 +87,11 @@ def run_data_command(
         _error(f"unexpected {type(exc).__name__}: {exc}")
         return 1
     _show(reports)
-    empty = [f"{r.source}/{r.split}" for r in reports if r.written == 0]
+    empty = [f"{r.source}/{r.split}" for r in reports if r.written == 0]  # then no report has a path
     if empty:
-        _error(f"no valid rows for {', '.join(empty)} (see the bad-row counts above).")
+        _error(
+            f"no valid rows for {', '.join(empty)} (see the bad-row counts above); no file was written or "
+            "changed (the splits of one command are written together or not at all)."
+        )
         return 1
     return 0

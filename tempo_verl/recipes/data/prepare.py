@@ -9,7 +9,10 @@ of a multiple-choice row (the reward reads the letters offered from them) and is
 
 The sources and the row conversion are :mod:`tempo_verl.recipes.data.sources`. Bad rows are counted
 by reason in the returned :class:`SplitReport` and never written. Files go to
-``<out>/<data_source>/<split>.parquet``, each written whole or not at all.
+``<out>/<data_source>/<split>.parquet``. One call writes all its splits or none: every split is read,
+converted and written to a temporary file beside its target first, and the files are renamed into place
+together only when every split has a valid row and every file was written (a rerun into an existing
+folder never leaves one run's train split beside another run's test split).
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ class SplitReport:
     Attributes:
         source: the ``data_source``.
         split: ``train`` or ``test``.
-        path: the parquet file written (None when no row was valid).
+        path: the parquet file written (None when nothing was written: this split or another one
+            of the same call had no valid row).
         read: rows read from the source.
-        written: rows written.
+        written: valid rows kept for the file (in it when ``path`` is set).
         bad: reason -> rows left out for it.
         skipped: valid rows not written: outside the chosen subset (``--max-*``) or filtered out
             (MMLU rows of non-medical subjects in a local file).
@@ -203,26 +207,56 @@ def convert_records(
     return rows, bad, skipped
 
 
-def write_rl_parquet(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Write rows with :func:`rl_schema` (atomically: a temporary file, then a rename)."""
+def _write_beside(rows: Sequence[Mapping[str, Any]], target: Path) -> Path:
+    """Write rows with :func:`rl_schema` to a new hidden file beside ``target``, read back whole; its path.
+
+    Raises:
+        OSError: the folder or the file cannot be written, or the file does not read back whole.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(list(rows), schema=rl_schema())
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist(list(rows), schema=rl_schema())
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
+        pq.write_table(table, tmp)
+        if pq.read_metadata(tmp).num_rows != len(rows):
+            raise OSError(f"{tmp}: the file does not read back whole")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_rl_parquet(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write rows with :func:`rl_schema` (atomically: a temporary file, then a rename)."""
+    return _publish([(Path(path).expanduser(), rows)])[0]
+
+
+def _publish(files: Sequence[tuple[Path, Sequence[Mapping[str, Any]]]]) -> list[Path]:
+    """Write every ``(target, rows)`` to a temporary file beside its target, then rename them all into place.
+
+    A failed write leaves every target as it was (the temporaries are removed).
+
+    Raises:
+        PrepareError: a file could not be written, naming it.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for target, rows in files:
+            try:
+                staged.append((_write_beside(rows, target), target))
+            except OSError as exc:
+                raise PrepareError(f"could not write {target}: {exc}; no file was changed.") from exc
+        for tmp, target in staged:
             os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError as exc:
-        raise PrepareError(f"could not write {target}: {exc}") from exc
-    return target
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)  # only those a failure left behind
+    return [target for target, _ in files]
 
 
 def _subset(rows: list[dict[str, Any]], max_rows: int | None, seed: int) -> list[dict[str, Any]]:
@@ -255,6 +289,17 @@ def prepare_source(
     Raises:
         PrepareError: unknown source/split, bad ``max_rows``, unreadable input, unwritable output.
     """
+    return _write_all(out_dir, _convert_source(name, splits, local_files, max_rows, seed))
+
+
+def _convert_source(
+    name: str,
+    splits: Sequence[str] | None,
+    local_files: Mapping[str, str | os.PathLike[str]] | None,
+    max_rows: Mapping[str, int | None] | None,
+    seed: int,
+) -> list[tuple[SplitReport, list[dict[str, Any]]]]:
+    """Check the arguments, then load and convert each split of one source: its report and its kept rows."""
     if name not in SOURCES:
         raise PrepareError(f"unknown source {name!r}; choose from {sorted(SOURCES)}.")
     source = SOURCES[name]
@@ -268,7 +313,7 @@ def prepare_source(
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise PrepareError(f"max rows for {name} {split}: expected a positive integer, got {limit!r}.")
 
-    reports = []
+    converted = []
     for split in chosen:
         records = load_records(source, split, local_files.get(split))
         rows, bad, skipped = convert_records(source, split, records)
@@ -281,9 +326,18 @@ def prepare_source(
             bad=dict(sorted(bad.items())),
             skipped=skipped + len(rows) - len(kept),
         )
-        if kept:
-            report.path = write_rl_parquet(kept, Path(out_dir).expanduser() / name / f"{split}.parquet")
-        reports.append(report)
+        converted.append((report, kept))
+    return converted
+
+
+def _write_all(out_dir: str | os.PathLike[str], converted: list[tuple[SplitReport, list[dict[str, Any]]]]):
+    """Publish every split's file together, or none when a split has no valid row; the reports."""
+    reports = [report for report, _ in converted]
+    if all(rows for _, rows in converted):
+        out = Path(out_dir).expanduser()
+        paths = _publish([(out / r.source / f"{r.split}.parquet", rows) for r, rows in converted])
+        for report, path in zip(reports, paths, strict=True):
+            report.path = path
     return reports
 
 
@@ -314,10 +368,8 @@ def prepare_eval(
     unused = sorted(set(local_files) - set(sets))
     if unused:
         raise PrepareError(f"a local file is given for {unused}, which the chosen sets {list(sets)} do not include.")
-    reports = []
+    converted = []
     for name in sets:
         local = {"test": local_files[name]} if name in local_files else None
-        reports += prepare_source(
-            name, out_dir, splits=["test"], local_files=local, max_rows={"test": max_rows}, seed=seed
-        )
-    return reports
+        converted += _convert_source(name, ["test"], local, {"test": max_rows}, seed)
+    return _write_all(out_dir, converted)

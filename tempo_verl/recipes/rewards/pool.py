@@ -7,8 +7,9 @@ first use) that forks a child per check and kills it at its deadline.
 
 The bound: :func:`check_equivalent` returns within ``TEMPO_REWARD_MATH_TIMEOUT`` seconds of being
 called, whatever happens — starting the helper, waiting behind other checks, a slow input, a helper
-that dies. A check not answered by then scores 0.0 (and its child is killed). The settings are read
-and validated at first use (:func:`settings`).
+that dies. A check not answered by then scores 0.0 (and its child is killed). The settings are
+validated when this module loads (verl imports it with the reward function, before the first step), and
+read again at first use (:func:`settings`).
 """
 
 from __future__ import annotations
@@ -77,15 +78,19 @@ def settings() -> Settings:
     workers = _env_value(
         WORKERS_VAR, min(4, os.cpu_count() or 1), int, 0, MAX_WORKERS, f"an integer in 1..{MAX_WORKERS}"
     )
-    if timeout < WARN_TIMEOUT_S:
+    return Settings(timeout=float(timeout), workers=int(workers))
+
+
+def _warn_if_short(config: Settings) -> Settings:
+    if config.timeout < WARN_TIMEOUT_S:
         logger.warning(
             "%s=%g s: checks not answered within it score 0, and a math-verify check takes 5-200 ms (starting "
             "the helper about 0.5 s): right answers may score 0. Use at least %g s.",
             TIMEOUT_VAR,
-            timeout,
+            config.timeout,
             WARN_TIMEOUT_S,
         )
-    return Settings(timeout=float(timeout), workers=int(workers))
+    return config
 
 
 class _Helper:
@@ -265,7 +270,7 @@ def math_pool() -> MathPool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL.pid != os.getpid():
-            _POOL = MathPool(settings())
+            _POOL = MathPool(_warn_if_short(settings()))
         return _POOL
 
 
@@ -290,3 +295,4 @@ def close_pool() -> None:
 
 
 atexit.register(close_pool)
+settings()  # a bad setting stops the run when verl loads the reward function, not at the first math answer
