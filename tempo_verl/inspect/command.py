@@ -93,17 +93,29 @@ def _machine(device: str) -> dict[str, Any]:
     return info
 
 
-def run_inspect(settings: InspectSettings, progress: Any = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """Everything but the writing: returns ``inspect.json``'s content and the tree page's HTML.
+def load_inputs(settings: InspectSettings) -> tuple[list[Any], Any, float]:
+    """The prompts and the model, and the seconds it took (``PromptError``/``ModelError`` say what is wrong)."""
+    from tempo_verl.inspect.model import load_policy
+    from tempo_verl.inspect.prompts import arithmetic_prompts, parquet_prompts
+
+    s = settings
+    started = time.perf_counter()
+    prompts = parquet_prompts(s.data, s.prompts, s.seed) if s.data else arithmetic_prompts(s.prompts, s.seed)
+    return prompts, load_policy(s.model, s.device), time.perf_counter() - started
+
+
+def run_inspect(
+    settings: InspectSettings, prompts: list[Any], policy: Any, load_s: float, progress: Any = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Everything after loading but the writing: returns ``inspect.json``'s content and the tree page's HTML.
 
     Args:
+        prompts, policy, load_s: what :func:`load_inputs` returned.
         progress: called as ``progress(phase, done, total)`` as responses and continuations come back.
     """
     import torch
 
     from tempo_verl.inspect.figures import algorithm_config, mode_figures
-    from tempo_verl.inspect.model import load_policy
-    from tempo_verl.inspect.prompts import arithmetic_prompts, parquet_prompts
     from tempo_verl.inspect.sampling import grade, sample_groups
     from tempo_verl.inspect.value_check import live_children, sample_nodes, value_check
     from tempo_verl.rollout.backend import TransformersServer
@@ -111,10 +123,8 @@ def run_inspect(settings: InspectSettings, progress: Any = None) -> tuple[dict[s
     from tempo_verl.trees.render import render_html
 
     s = settings
-    started = time.perf_counter()
-    prompts = parquet_prompts(s.data, s.prompts, s.seed) if s.data else arithmetic_prompts(s.prompts, s.seed)
-    policy = load_policy(s.model, s.device)
-    load_s = time.perf_counter() - started
+    started = time.perf_counter() - load_s
+    cpu_started = time.process_time()
     tell = progress or (lambda *a: None)
     loop = asyncio.new_event_loop()
     try:
@@ -159,7 +169,10 @@ def run_inspect(settings: InspectSettings, progress: Any = None) -> tuple[dict[s
             loop,
             on_batch=on_batch,
         )
-        check["nodes_available"] = len(trees["tree"][0])
+        # nodes the draw could take: those with a child prefix left to continue
+        check["nodes_available"] = sum(
+            1 for x in trees["tree"][0] if live_children(x, policy.eos_token_id, s.max_new_tokens)
+        )
         value_check_s = time.perf_counter() - start
     finally:
         loop.close()
@@ -187,6 +200,7 @@ def run_inspect(settings: InspectSettings, progress: Any = None) -> tuple[dict[s
         "value_check": check,
         "responses": {mode: g.texts for mode, g in groups.items()},
         "wall_s": {"load_s": load_s, "value_check_s": value_check_s, "total_s": time.perf_counter() - started},
+        "cpu_s_after_load": time.process_time() - cpu_started,
     }
     return report, {"trees.html": page}
 
@@ -230,17 +244,15 @@ def inspect_command(settings: InspectSettings) -> int:
     what = {"independent": "responses", "tree": "responses", "V check": "continuations"}
     # The outputs are built in a temporary sibling of --out and replace it whole at the end (tempo_verl/outputs.py).
     try:
-        with (
-            atomic_output_dir(settings.out) as stage,
-            Progress(*columns, console=Console(stderr=True), transient=False) as bar,
-        ):
-            task = bar.add_task("loading", total=None, what="model and prompts")
+        with atomic_output_dir(settings.out) as stage:  # checks --out before anything is loaded
+            prompts, policy, load_s = load_inputs(settings)
+            with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+                task = bar.add_task("sampling", total=None, what="")
 
-            def progress(phase: str, done: int, total: int) -> None:
-                bar.update(task, description=phase, completed=done, total=total, what=what.get(phase, ""))
+                def progress(phase: str, done: int, total: int) -> None:
+                    bar.update(task, description=phase, completed=done, total=total, what=what.get(phase, ""))
 
-            report, pages = run_inspect(settings, progress)
-            bar.update(task, description="writing", what="outputs")
+                report, pages = run_inspect(settings, prompts, policy, load_s, progress)
             files = write_outputs(report, pages, stage)
     except (OutputBusyError, OutputFolderError) as err:
         return fail(f"--out {err}")

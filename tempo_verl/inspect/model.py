@@ -75,8 +75,10 @@ def load_policy(name: str | None, device: str) -> Policy:
     if name is None:
         gguf = smollm2_file()
         source, kwargs, shown = str(gguf.parent), {"gguf_file": gguf.name}, DEFAULT_MODEL
+    elif name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        raise ModelError(f"--model {name}: no such folder (give a model folder or a Hugging Face id).")
     else:
-        source, kwargs, shown = name, {}, name
+        source, kwargs, shown = str(Path(name).expanduser()) if name.startswith("~") else name, {}, name
     quiet = logging.getLogger("transformers")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # gguf dequantization and missing-generation-config notices

@@ -54,7 +54,10 @@ def gsm_parquet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("gsm")
     sample = root / "gsm_sample.jsonl"
-    rows = [{"input": f"What is {a} + {b}?", "code": "", "target": float(a + b)} for a, b in [(1, 2), (3, 4), (2, 2), (0, 5), (4, 4)]]
+    rows = [
+        {"input": f"What is {a} + {b}?", "code": "", "target": float(a + b)}
+        for a, b in [(1, 2), (3, 4), (2, 2), (0, 5), (4, 4)]
+    ]
     sample.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     result = CliRunner().invoke(
         app, ["data", "eval", "--out", str(root / "data"), "--set", "gsm_hard", "--local-file", f"gsm_hard={sample}"]
