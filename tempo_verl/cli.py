@@ -17,7 +17,7 @@ def _typer(name: str, summary: str) -> typer.Typer:
     )
 
 
-app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, tree pictures, data preparation.")
+app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, inspect, tree pictures, data preparation.")
 data_app = _typer(
     "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
@@ -248,9 +248,9 @@ def inspect(
     roots: int | None = typer.Option(
         None, "--roots", metavar="R", help="Roots of each tree (default max(1, G // 4)); 1 <= R < G."
     ),
-    max_new_tokens: int = typer.Option(160, "--max-new-tokens", metavar="T", help="Response budget in tokens."),
-    mc: int = typer.Option(6, "--mc", metavar="M", help="Continuations per prefix in the V check."),
-    nodes: int = typer.Option(20, "--nodes", metavar="K", help="Branch nodes the V check samples (0: none)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", metavar="T", help="Response budget in tokens."),
+    mc: int = typer.Option(4, "--mc", metavar="M", help="Continuations per prefix in the V check."),
+    nodes: int = typer.Option(12, "--nodes", metavar="K", help="Branch nodes the V check samples (0: none)."),
     device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Where the model runs."),
     seed: int = typer.Option(0, "--seed", metavar="S", help="Fixes the prompts drawn, every token, the nodes checked."),
 ) -> None:

@@ -46,9 +46,9 @@ class InspectSettings:
     prompts: int = 8
     n: int = 8
     roots: int | None = None
-    max_new_tokens: int = 160
-    mc: int = 6
-    nodes: int = 20
+    max_new_tokens: int = 128
+    mc: int = 4
+    nodes: int = 12
     device: str = "cpu"
     seed: int = 0
 
