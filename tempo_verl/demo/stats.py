@@ -16,11 +16,11 @@ Pure numpy. The rules (fixed in docs/demo.md, "Study protocol", before any compa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["censored_costs", "paired_ratio", "selection_score", "time_to_target"]
+__all__ = ["bootstrap_interval", "censored_costs", "paired_ratio", "selection_score", "time_to_target"]
 
 
 def time_to_target(
@@ -75,11 +75,32 @@ def paired_ratio(
         raise ValueError(f"paired_ratio needs two equal 1-D samples, got shapes {baseline.shape} and {arm.shape}.")
     if np.any(baseline <= 0) or np.any(arm <= 0):
         raise ValueError("paired_ratio needs positive costs.")
-    idx = np.random.default_rng(seed).integers(0, baseline.size, size=(resamples, baseline.size))
-    draws = baseline[idx].sum(axis=1) / arm[idx].sum(axis=1)
+    low, high = bootstrap_interval(
+        lambda idx: baseline[idx].sum(axis=1) / arm[idx].sum(axis=1), baseline.size, resamples, level, seed
+    )
+    return {"ratio": float(baseline.sum() / arm.sum()), "low": low, "high": high}
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], np.ndarray], n: int, resamples: int = 10_000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a statistic of ``n`` paired units.
+
+    Args:
+        statistic: maps ``(resamples, n)`` unit indices (drawn with replacement) to ``(resamples,)`` values;
+            NaN draws (e.g. a correlation of a constant resample) are left out of the percentiles.
+        resamples, level, seed: draws, coverage, and the numpy seed (the interval is reproducible).
+
+    Returns:
+        ``(low, high)``; NaN for both when every draw is NaN.
+    """
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    draws = np.asarray(statistic(idx), dtype=np.float64)
+    if np.isnan(draws).all():
+        return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return {"ratio": float(baseline.sum() / arm.sum()), "low": float(low), "high": float(high)}
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def selection_score(curves: Sequence[Sequence[float]]) -> float:
