@@ -36,9 +36,7 @@ def _command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]], C
     return register
 
 
-app = _typer(
-    "tempo-verl", "TEMPO tree credit assignment for verl: demo, study, inspect, tree pictures, data."
-)
+app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, inspect, tree pictures, data.")
 data_app = _typer(
     "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
