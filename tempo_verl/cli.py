@@ -52,7 +52,8 @@ def tree(
         help="A tree dump (tempo_trees_step{N}.jsonl, written by +algorithm.tempo.dump.dir=...) or a verl "
         "rollout dump (trainer.rollout_data_dir: {step}.jsonl with input/output/score rows): a file, or a "
         "directory of them (its latest step is drawn unless --step says otherwise; files of that step from several "
-        "runs are drawn together). The format is detected.",
+        "runs are drawn together), or a tempo-verl demo output folder (its trees/, decoded by its tokenizer/). "
+        "The format is detected.",
     ),
     out: str = typer.Option(
         ..., "--out", "-o", metavar="OUT.html", help="Where to write the HTML page (never one of the inputs)."
@@ -123,6 +124,7 @@ def _tree_page(
     from tempo_verl.trees.readers import input_files, load_tokenizer, read_file
     from tempo_verl.trees.render import render_html
 
+    source, tokenizer = _demo_folder(source, tokenizer)
     every_file = input_files(source)
     _refuse_an_output_that_is_an_input(out, source, [f for _, f in every_file])
     files = _files_of_step(source, every_file, step)
@@ -148,6 +150,15 @@ def _tree_page(
     except OSError as err:
         raise TreeInputError(f"{out}: cannot write the page ({err.strerror or err})") from None
     return out, min(len(records), groups), len(records), names
+
+
+def _demo_folder(source: Path, tokenizer: str | None) -> tuple[Path, str | None]:
+    """A ``tempo-verl demo`` output folder stands for its dump: ``DIR/trees``, decoded by ``DIR/tokenizer``
+    unless ``--tokenizer`` says otherwise. Any other input is returned as it is."""
+    dump, own_tokenizer = source / "trees", source / "tokenizer"
+    if not (source.is_dir() and (source / "summary.json").is_file() and dump.is_dir()):
+        return source, tokenizer
+    return dump, tokenizer or (str(own_tokenizer) if own_tokenizer.is_dir() else None)
 
 
 def _files_of_step(source: Path, files: list[tuple[int | None, Path]], step: int | None) -> list[Path]:

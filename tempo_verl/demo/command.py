@@ -155,9 +155,6 @@ def demo_command(
     if "tree" in report.files:
         tree = (cfg.out / report.files["tree"].name).resolve()
         print(f"next: open {tree} in a browser to see where the policy branches and which branch TEMPO credited;")
-        print(
-            f"      redraw it with: tempo-verl tree {cfg.out / 'trees'} --tokenizer {cfg.out / 'tokenizer'} "
-            f"--out trees.html"
-        )
+        print(f"      redraw it with: tempo-verl tree {cfg.out} --out trees.html (docs/tree.md: your own run's trees)")
     print(f"total time {time.perf_counter() - started:.0f} s (warm-up {result.warmup_time_s:.0f} s)")
     return 0

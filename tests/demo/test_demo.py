@@ -331,7 +331,7 @@ def test_demo_says_it_is_one_shared_lr_and_where_to_look(demo_cli_run) -> None:
     for name in ("summary.json", "curves.png", "tree.html", "metrics.jsonl", "timing.json", "trees/", "tokenizer/"):
         assert f"{(out / name.rstrip('/')).resolve()}{'/' if name.endswith('/') else ''}" in output, name
     assert f"next: open {(out / 'tree.html').resolve()} in a browser" in output
-    assert f"tempo-verl tree {out / 'trees'} --tokenizer {out / 'tokenizer'} --out trees.html" in output
+    assert f"tempo-verl tree {out} --out trees.html" in output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lr"] == 3e-4 and summary["task"] == "parity" and summary["steps"] == 3
 
@@ -344,19 +344,19 @@ def test_tree_command_draws_the_demo_dump_offline(demo_cli_run, tmp_path, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     records = load_tree_input(out / "trees")  # a valid tempo-tree/1 dump
     assert records and all(r["step"] == 2 and r["prompt"].startswith("parity ") for r in records)
-    page = tmp_path / "x.html"
-    argv = ["tree", str(out / "trees"), "--tokenizer", str(out / "tokenizer"), "--out", str(page)]
-    result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 0, result.output
-    assert f"wrote {page}: {min(8, len(records))} of {len(records)} groups" in result.output
-    html = page.read_text()
-    assert html.count('<section class="group"') == min(8, len(records))
-    assert " odd" in html or " even" in html  # decoded by the demo's tokenizer, not token ids
-    # The same groups as the demo's own page.
-    demo_html = (out / "tree.html").read_text()
-    assert [s.split('"')[0] for s in html.split('data-uid="')[1:]] == [
-        s.split('"')[0] for s in demo_html.split('data-uid="')[1:]
-    ]
+    demo_uids = [s.split('"')[0] for s in (out / "tree.html").read_text().split('data-uid="')[1:]]
+    # As printed (the output folder: its trees/ and tokenizer/), and spelt out.
+    for k, argv in enumerate(
+        [[str(out)], [str(out / "trees"), "--tokenizer", str(out / "tokenizer")]],
+    ):
+        page = tmp_path / f"x{k}.html"
+        result = CliRunner().invoke(app, ["tree", *argv, "--out", str(page)])
+        assert result.exit_code == 0, result.output
+        assert f"wrote {page}: {min(8, len(records))} of {len(records)} groups" in result.output
+        html = page.read_text()
+        assert html.count('<section class="group"') == min(8, len(records))
+        assert " odd" in html or " even" in html  # decoded by the demo's tokenizer, not token ids
+        assert [s.split('"')[0] for s in html.split('data-uid="')[1:]] == demo_uids  # the demo page's groups
 
 
 def test_demo_task_rule(tmp_path, monkeypatch) -> None:
