@@ -17,7 +17,7 @@ def _typer(name: str, summary: str) -> typer.Typer:
     )
 
 
-app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, inspect, tree pictures, data preparation.")
+app = _typer("tempo-verl", "TEMPO tree credit assignment for verl: demo, study, tree pictures, data preparation.")
 data_app = _typer(
     "data", "Write verl RL parquet files for the TEMPO recipes (MATH, MedQA, GSM-HARD, AMC23, MedMCQA, MMLU-Medical)."
 )
