@@ -105,7 +105,7 @@ class TreeGroup:
         """
         event = self._event(self.round_of(session))
         if not event.is_set():
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):  # one class only from Python 3.11
                 await asyncio.wait_for(event.wait(), timeout=max(0.0, self.deadline - time.monotonic()))
         if session in self.plans:
             return self.plans[session]

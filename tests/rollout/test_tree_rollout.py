@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -216,3 +218,32 @@ def test_the_loop_off_changes_nothing() -> None:
     from tempo_verl.rollout.loop import validating
 
     assert validating() is None
+
+
+PY310 = Path("/root/.pyenv/versions/3.10.13/bin/python")
+
+
+@pytest.mark.skipif(not PY310.exists(), reason="needs a Python 3.10 interpreter at " + str(PY310))
+def test_wait_timeout_falls_back_on_python_3_10() -> None:
+    # On 3.10 asyncio.wait_for raises asyncio.TimeoutError, not the builtin TimeoutError: the branch must
+    # still fall back. group.py and plan.py are pure python, so they load without torch or verl.
+    script = f"""
+import asyncio, importlib.util, sys, types
+for name in ("tempo_verl", "tempo_verl.rollout"):
+    sys.modules[name] = types.ModuleType(name)
+for name in ("plan", "group"):
+    spec = importlib.util.spec_from_file_location(
+        "tempo_verl.rollout." + name, {str(Path(tree_config.__file__).parent)!r} + "/" + name + ".py"
+    )
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+group = sys.modules["tempo_verl.rollout.group"]
+async def go():
+    with group.joined("u", 1, 4, 1, 1, "surprisal", 0.05) as g:
+        return await g.wait_plan(1)
+assert asyncio.TimeoutError is not TimeoutError
+print("plan:", asyncio.run(go()))
+"""
+    done = subprocess.run([str(PY310), "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "plan: None" in done.stdout
