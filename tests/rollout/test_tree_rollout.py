@@ -32,8 +32,9 @@ def _run(policy, n=8, tree=None, prompts=PROMPTS, server=None, length=16):
     return asyncio.run(go())
 
 
-def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
-    groups = _run(policy, tree={"roots": 2})
+@pytest.mark.parametrize("schedule", ["rounds", "eager", "segments"])
+def test_groups_are_trees_of_full_on_policy_samples(policy, schedule) -> None:
+    groups = _run(policy, tree={"roots": 2, "schedule": schedule, "segment_tokens": 4})
     assert not active_groups()  # no registry entry left behind
     for group in groups:
         assert len(group) == 8  # rollout.n responses, as verl expects
@@ -49,6 +50,8 @@ def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
                 assert out.response_ids[:t] == parent.response_ids[:t]  # the parent's prefix, its logprobs
                 assert out.response_logprobs[:t] == parent.response_logprobs[:t]
                 assert s["generated_tokens"] == len(out.response_ids) - t
+                if schedule != "rounds":  # its own parent, fixed from the start: the roots in turn
+                    assert int(s["parent"]) == [0, 1][[2, 3, 4, 5, 6, 7].index(group.index(out)) % 2]
         branched = [tuple(o.response_ids[: int(s["depth"])]) for o, s in zip(group, stats, strict=True) if s["depth"]]
         assert len(set(branched)) == len(branched) >= 3  # never the same point twice
     stats = [o.extra_fields["tempo_tree"] for g in groups for o in g]
@@ -59,6 +62,37 @@ def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
     )
     assert 0 < metrics["rollout_tree/saved_token_frac"] < 1
     assert metrics["rollout_tree/branches_per_group"] == sum(s["branch"] - s["fallback"] for s in stats) / 3
+
+
+class _Counting(TransformersServer):
+    """The backend, recording each request's input length and budget."""
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        self.log.append((len(prompt_ids), sampling_params["max_tokens"], sampling_params.get("seed")))
+        return await super().generate(request_id, prompt_ids=prompt_ids, sampling_params=sampling_params, **kwargs)
+
+
+def test_segmented_roots_decode_in_segments_and_branch_inside_them(policy) -> None:
+    tokenizer, model = policy
+    server = _Counting(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+    server.log = []
+    groups = _run(policy, n=4, tree={"roots": 1, "schedule": "segments", "segment_tokens": 3}, server=server)
+    root_requests = [r for r in server.log if r[1] <= 3]
+    assert len(root_requests) > len(PROMPTS)  # some root needed more than one segment
+    assert len({r[2] for r in root_requests}) == len(root_requests)  # each segment its own seed
+    for group in groups:
+        root = group[0]
+        stats = root.extra_fields["tempo_tree"]
+        assert stats["response_tokens"] == stats["generated_tokens"] == len(root.response_ids) <= 16
+        assert len(root.response_logprobs) == len(root.response_ids)
+        assert tokenizer.eos_token_id not in root.response_ids[:-1]  # no segment continued past the end
+        for out in group[1:]:
+            s = out.extra_fields["tempo_tree"]
+            if not s["fallback"]:
+                t = int(s["depth"])
+                assert out.response_ids[:t] == root.response_ids[:t]
+                assert out.response_logprobs[:t] == root.response_logprobs[:t]
+    assert not active_groups()
 
 
 def test_roots_equal_n_is_independent_sampling(policy) -> None:
@@ -154,7 +188,13 @@ def test_rule_prefers_surprise_spreads_and_never_repeats() -> None:
 @pytest.mark.parametrize(
     ("tree", "needle"),
     [
-        ({"root": 2}, "unknown key(s) ['root']; valid keys are ['roots', 'rule', 'rounds', 'wait_timeout_s']"),
+        (
+            {"root": 2},
+            "unknown key(s) ['root']; valid keys are "
+            "['roots', 'rule', 'rounds', 'wait_timeout_s', 'schedule', 'segment_tokens']",
+        ),
+        ({"schedule": "fast"}, "custom.tree.schedule: expected one of ['rounds', 'eager', 'segments']"),
+        ({"segment_tokens": 0}, "custom.tree.segment_tokens: expected a value >= 1"),
         ({"roots": 0}, "custom.tree.roots: expected a value >= 1"),
         ({"rule": "entropy"}, "custom.tree.rule: expected one of ['surprisal', 'random']"),
         ({"rounds": 1.5}, "custom.tree.rounds: expected an integer"),
