@@ -61,9 +61,12 @@ def choose_branch_points(
     chosen: list[tuple[Parent, int] | None] = []
     for _ in range(count):
         best: tuple[Parent, int] | None = None
+        taken_lengths = {len(prefix) for prefix in taken}  # only a prefix of a taken length can be taken
         for parent in sorted(parents, key=lambda p: (load.get(p.key, 0), p.key)):
             free = [
-                t for t in range(max(1, parent.depth + 1), len(parent.ids) - 1) if tuple(parent.ids[:t]) not in taken
+                t
+                for t in range(max(1, parent.depth + 1), len(parent.ids) - 1)
+                if t not in taken_lengths or tuple(parent.ids[:t]) not in taken
             ]
             if not free:
                 continue
