@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import os
@@ -143,6 +144,15 @@ def _simulate(workload_of, profile: Profile, tree: dict, length: int):
     )
 
 
+def _replays(m) -> list:
+    """Per measured batch, a workload factory replaying its responses (``[group][session]``)."""
+    out = []
+    for batch in m.batches:
+        groups = [[Response(ids, lps) for ids, lps in zip(m.groups[g], m.logprobs[g], strict=True)] for g in batch]
+        out.append(functools.partial(replay_workload, [m.prompts[g] for g in batch], groups, 16))
+    return out
+
+
 def cpu_check(args) -> tuple[float, dict]:
     """Measure every way on the CPU backend side by side, simulate each from its responses; the table and errors."""
     task, tokenizer, model = demo_policy(args.warmup_steps)
@@ -154,12 +164,7 @@ def cpu_check(args) -> tuple[float, dict]:
     rows, errors = {}, []
     for name, tree in ways.items():
         m = measured[name]
-        predicted = []
-        for batch in m.batches:
-            groups = [[Response(ids, lps) for ids, lps in zip(m.groups[g], m.logprobs[g], strict=True)] for g in batch]
-            prompts = [m.prompts[g] for g in batch]
-            replay = functools.partial(replay_workload, prompts, groups, 16)
-            predicted.append(_simulate(replay, profile, tree, 16).wall_s)
+        predicted = [_simulate(replay, profile, tree, 16).wall_s for replay in _replays(m)]
         wall, sim = statistics.fmean(m.wall), statistics.fmean(predicted)
         errors.append(abs(sim - wall) / wall)
         rows[name] = (wall, sim, statistics.fmean(m.gen))
@@ -169,6 +174,11 @@ def cpu_check(args) -> tuple[float, dict]:
     for (name, (wall, sim, gen)), err in zip(rows.items(), errors, strict=True):
         print(f"{name:28s} {wall:10.2f} {wall / base[0]:6.3f} {sim:11.2f} {sim / base[1]:6.3f} {err:6.1%} ", end="")
         print(f"{gen / base[2]:7.3f}")
+    segments = next(name for name in ways if "segments" in name)
+    free = dataclasses.replace(profile, prefill_s=0.0)
+    ideal = statistics.fmean(_simulate(r, free, ways[segments], 16).wall_s for r in _replays(measured[segments]))
+    print(f"{segments} with a free prefill (an ideal prefix cache on this backend): {ideal:.2f} s simulated ", end="")
+    print(f"({ideal / rows[segments][1]:.3f}x of {rows[segments][1]:.2f} s)")
     return max(errors), rows
 
 

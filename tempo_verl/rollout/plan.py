@@ -88,8 +88,8 @@ def choose_branch_points(
 #: When a group's branches start. ``rounds``: a round's branches wait until every parent of the
 #: round has finished. ``eager``: each branch has its own parent from the start and starts as soon
 #: as that parent ends. ``segments``: as ``eager``, but the roots decode in segments of
-#: ``segment_tokens`` and a root's branches start one per finished segment, at a point inside the
-#: root's tokens so far (the rest when the root ends).
+#: ``segment_tokens`` and a root's branches start one per finished segment, at a point inside that
+#: segment (so a branch starts at most one segment after its point); the rest when the root ends.
 SCHEDULES = ("rounds", "eager", "segments")
 
 
@@ -160,10 +160,13 @@ class TreePlan:
         waiting = [b for b in range(self.n) if self.round_of(b) > 0 and b not in self.plans]
         mine = [b for b in waiting if self.parent_of(b) == session]
         if not done:  # a finished segment: one branch, at a point inside it if one is free
-            seen = self._segments_seen[session] = self._segments_seen.get(session, 0) + 1
-            (point,) = self._choose([parent], 1, f"{session}/segment{seen}") if mine else (None,)
+            start = self._segments_seen.get(session, 0)
+            self._segments_seen[session] = len(ids)
+            latest = Parent(session, parent.ids, parent.logprobs, max(depth, start - 1))  # points from `start` on
+            (point,) = self._choose([latest], 1, f"{session}/{len(ids)}") if mine else (None,)
             if point is None:
                 return []
+            point = (parent, point[1])
             mine = mine[:1]
             self.plans[mine[0]] = point
             return mine

@@ -71,8 +71,9 @@ class Workload:
     Attributes:
         groups, n, prompt_tokens, response_length: the step's shape.
         root: ``(group, session) -> Response`` of a session sampled from the prompt.
-        branch: ``(group, session, prefix ids, prefix logprobs) -> Response`` continuing a prefix
-            (the returned response starts with the prefix).
+        branch: ``(group, session, parent, depth) -> Response`` continuing ``parent``'s first
+            ``depth`` tokens (the returned response starts with them; ``parent`` is the parent's whole
+            planned response, even while only a segment of it is decoded).
     """
 
     groups: int
@@ -80,7 +81,7 @@ class Workload:
     prompt_tokens: int
     response_length: int
     root: Callable[[int, int], Response]
-    branch: Callable[[int, int, list[int], list[float]], Response]
+    branch: Callable[[int, int, Response, int], Response]
 
 
 @dataclass
@@ -103,7 +104,6 @@ class _Request:
     target: int  # tokens to generate
     done: Callable[[float], None]
     generated: int = 0
-    prefilled: bool = False
 
 
 @dataclass
@@ -123,7 +123,7 @@ class _Server:
         else:
             used = sum(r.inputs + r.generated for r in self.running)
             while self.queue and len(self.running) + len(admitted) < p.max_seqs:
-                need = self.queue[0].inputs + 1
+                need = self.queue[0].inputs + self.queue[0].generated + 1
                 if used + need > p.kv_tokens and (self.running or admitted):
                     break
                 used += need
@@ -132,31 +132,36 @@ class _Server:
         return admitted
 
     def step(self, now: float) -> float:
-        """Run one step from ``now``; return the time it ends (finished requests called back then)."""
+        """Run the steps from ``now`` to the next finish (or cache overflow); return when they end.
+
+        Nothing is admitted between finishes: the queue only grows when a request finishes, and the
+        cache only fills while none does. A step's cost is ``step_s + seq_s * rows + context_s * context``.
+        """
         p = self.profile
         admitted = self._admit()
+        rows = len(self.running)
         if p.continuous:
-            prefill = sum(r.inputs + r.generated - (r.cached if p.prefix_cache else 0) for r in admitted if not r.prefilled)
+            prefill = sum(r.inputs + r.generated - (r.cached if p.prefix_cache else 0) for r in admitted)
             live = self.running
             context = sum(r.inputs + r.generated for r in live)
-            rows = len(live)
+            steps = min(r.target - r.generated for r in live)
+            steps = min(steps, max(1, (p.kv_tokens - context) // rows))
         else:  # one padded batch: every row is computed until the longest ends
             width = max(r.inputs for r in self.running)
             prefill = width * len(admitted)
-            rows = len(self.running)
-            context = rows * (width + max(r.generated for r in self.running))
             live = [r for r in self.running if r.generated < r.target]
-        for r in admitted:
-            r.prefilled = True
-        end = now + prefill * p.prefill_s + p.step_s + p.seq_s * rows + p.context_s * context
+            context = rows * (width + max(r.generated for r in self.running))
+            steps = min(r.target - r.generated for r in live)
+        decode = steps * (p.step_s + p.seq_s * rows) + p.context_s * (steps * context + rows * steps * (steps - 1) / 2)
+        end = now + prefill * p.prefill_s + decode
         for r in live:
-            r.generated += 1
+            r.generated += steps
         if p.continuous:
-            used = context + len(live)
+            used = context + rows * steps
             while used > p.kv_tokens and len(self.running) > 1:
                 victim = self.running.pop()  # vLLM preempts the newest; it is recomputed (prefilled) later
                 used -= victim.inputs + victim.generated
-                victim.prefilled, victim.cached = False, 0
+                victim.cached = 0
                 self.queue.appendleft(victim)
                 self.preemptions += 1
         finished = [r for r in self.running if r.generated >= r.target]
@@ -186,10 +191,12 @@ def simulate(
     totals = {"generated": 0, "response": 0, "requests": 0}
     plans = [TreePlan(f"g{g}", workload.n, roots, rounds, rule, schedule) for g in range(workload.groups)]
     seen: set[int] = set()  # groups whose prompt the server has seen
+    planned: dict[tuple[int, int], Response] = {}  # every session's whole response
 
     def submit(group: int, session: int, response: Response, start: int, depth: int) -> None:
         """Request the tokens ``response.ids[start:]`` (or the next segment of a segmented root)."""
         plan = plans[group]
+        planned[group, session] = response
         total = len(response.ids)
         stop = min(total, start + segment) if plan.segmented(session) and segment > 0 else total
         # the group's prompt once any of its requests ran; a prefix is a finished request's tokens
@@ -218,8 +225,7 @@ def simulate(
             submit(group, session, workload.root(group, session), 0, 0)
             return
         parent, depth = point
-        response = workload.branch(group, session, list(parent.ids[:depth]), list(parent.logprobs[:depth]))
-        submit(group, session, response, depth, depth)
+        submit(group, session, workload.branch(group, session, planned[group, parent.key], depth), depth, depth)
 
     for g in range(workload.groups):
         for s in range(workload.n):
@@ -228,9 +234,7 @@ def simulate(
     now = clock[0]
     while server.queue or server.running:
         now = server.step(max(now, clock[0]))
-    return Result(
-        max(now, clock[0]), totals["generated"], totals["response"], totals["requests"], server.preemptions
-    )
+    return Result(max(now, clock[0]), totals["generated"], totals["response"], totals["requests"], server.preemptions)
 
 
 def lognormal_workload(
@@ -240,30 +244,41 @@ def lognormal_workload(
     response_length: int,
     median: float,
     sigma: float,
+    branch_sigma: float | None = 0.5,
     seed: int = 0,
 ) -> Workload:
     """Response lengths ``min(response_length, lognormal(log median, sigma))``, token surprisals Exp(1).
 
-    A branch at depth ``t`` draws its length from the same law given that it exceeds ``t`` (a
-    response that reached its prefix). Token ids are
-    unique per response, so prefixes are shared only where the tree shares them.
+    A branch at depth ``t`` of a parent of length ``L``: with ``branch_sigma``, it continues for
+    ``(L - t) * lognormal(0, branch_sigma)`` tokens (a branch of a long response tends to be long);
+    with None, its length is a fresh draw given that it exceeds ``t`` (no memory of the parent).
+    Each session draws from its own stream, so every schedule sees the same numbers. Token ids are
+    unique per response: prefixes are shared only where the tree shares them.
     """
-    rng = random.Random(seed)
     counter = iter(range(1, 1 << 62))
 
-    def length() -> int:
+    def draws(group: int, session: int) -> random.Random:
+        return random.Random(f"{seed}/{group}/{session}")
+
+    def length(rng: random.Random) -> int:
         return max(2, min(response_length, int(math.exp(rng.gauss(math.log(median), sigma)))))
 
-    def fresh(k: int) -> tuple[list[int], list[float]]:
+    def fresh(rng: random.Random, k: int) -> tuple[list[int], list[float]]:
         return [next(counter) for _ in range(k)], [-rng.expovariate(1.0) for _ in range(k)]
 
     def root(group: int, session: int) -> Response:
-        return Response(*fresh(length()))
+        rng = draws(group, session)
+        return Response(*fresh(rng, length(rng)))
 
-    def branch(group: int, session: int, prefix: list[int], logprobs: list[float]) -> Response:
-        total = next((k for k in (length() for _ in range(100)) if k > len(prefix)), len(prefix) + 1)
-        ids, lps = fresh(total - len(prefix))
-        return Response(prefix + ids, logprobs + lps)
+    def branch(group: int, session: int, parent: Response, depth: int) -> Response:
+        rng = draws(group, session)
+        if branch_sigma is not None:
+            rest = (len(parent.ids) - depth) * math.exp(rng.gauss(0.0, branch_sigma))
+            total = depth + max(1, min(response_length - depth, int(rest)))
+        else:
+            total = next((k for k in (length(rng) for _ in range(100)) if k > depth), depth + 1)
+        ids, lps = fresh(rng, total - depth)
+        return Response(parent.ids[:depth] + ids, parent.logprobs[:depth] + lps)
 
     return Workload(groups, n, prompt_tokens, response_length, root, branch)
 
@@ -281,10 +296,11 @@ def replay_workload(
     def root(group: int, session: int) -> Response:
         return groups[group][session]
 
-    def branch(group: int, session: int, prefix: list[int], logprobs: list[float]) -> Response:
-        measured = groups[group][session]
-        extra = max(1, len(measured.ids) - len(prefix))
-        return Response(prefix + [next(counter) for _ in range(extra)], logprobs + [-1.0] * extra)
+    def branch(group: int, session: int, parent: Response, depth: int) -> Response:
+        extra = max(1, len(groups[group][session].ids) - depth)
+        return Response(
+            parent.ids[:depth] + [next(counter) for _ in range(extra)], parent.logprobs[:depth] + [-1.0] * extra
+        )
 
     mean_prompt = round(sum(prompt_tokens) / len(prompt_tokens))
     return Workload(len(groups), len(groups[0]), mean_prompt, response_length, root, branch)

@@ -17,9 +17,11 @@ def _fixed(lengths: dict[int, int], n: int, prompt: int = 4, groups: int = 1) ->
         k = lengths[s]
         return Response([100 * s + i for i in range(k)], [-3.0 if i == 1 else -0.1 for i in range(k)])
 
-    def branch(g: int, s: int, prefix: list[int], logprobs: list[float]) -> Response:
-        extra = max(1, lengths[s] - len(prefix))
-        return Response(prefix + [1000 * s + i for i in range(extra)], logprobs + [-0.1] * extra)
+    def branch(g: int, s: int, parent: Response, depth: int) -> Response:
+        extra = max(1, lengths[s] - depth)
+        return Response(
+            parent.ids[:depth] + [1000 * s + i for i in range(extra)], parent.logprobs[:depth] + [-0.1] * extra
+        )
 
     return Workload(groups, n, prompt, 64, root, branch)
 
