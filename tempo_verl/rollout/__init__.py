@@ -12,6 +12,7 @@ where TEMPO's credit lives, and fewer generated tokens.
 - :mod:`~tempo_verl.rollout.loop`: the agent loop verl instantiates, and its registration.
 - :mod:`~tempo_verl.rollout.metrics`: the ``rollout_tree/*`` metrics in the v1 trainer's metrics dict.
 - :mod:`~tempo_verl.rollout.backend`: a CPU generation server with verl's ``generate`` contract (tests, demo).
+- :mod:`~tempo_verl.rollout.sim`: a rollout-time simulator of a generation server, driving the plan (benchmarks).
 
 Nothing here is imported by ``import verl``: :mod:`tempo_verl.plugin` registers the loop when verl
 imports its agent-loop registry.

@@ -99,8 +99,11 @@ class TreeClient:
         inputs = generated = cached = preempted = 0
         seen_cached, outs = False, []
         while True:  # one request, or a segmented root's segments (each continues the tokens so far)
-            budget = self.response_length - len(ids)
-            step = dict(params, max_tokens=min(budget, self.segment) if segmented else budget)
+            step = dict(params)  # a root's single request keeps the server's own budget, as the stock loop's
+            if segmented or point is not None:
+                step["max_tokens"] = self.response_length - len(ids)
+                if segmented:
+                    step["max_tokens"] = min(step["max_tokens"], self.segment)
             if outs and params.get("seed") is not None:
                 step["seed"] = session_seed(int(params["seed"]), "segment", len(outs))
             out: TokenOutput = await self.server.generate(

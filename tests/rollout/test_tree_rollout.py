@@ -68,7 +68,7 @@ class _Counting(TransformersServer):
     """The backend, recording each request's input length and budget."""
 
     async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
-        self.log.append((len(prompt_ids), sampling_params["max_tokens"], sampling_params.get("seed")))
+        self.log.append((len(prompt_ids), sampling_params.get("max_tokens"), sampling_params.get("seed")))
         return await super().generate(request_id, prompt_ids=prompt_ids, sampling_params=sampling_params, **kwargs)
 
 
@@ -77,7 +77,7 @@ def test_segmented_roots_decode_in_segments_and_branch_inside_them(policy) -> No
     server = _Counting(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
     server.log = []
     groups = _run(policy, n=4, tree={"roots": 1, "schedule": "segments", "segment_tokens": 3}, server=server)
-    root_requests = [r for r in server.log if r[1] <= 3]
+    root_requests = [r for r in server.log if r[1] is not None and r[1] <= 3]
     assert len(root_requests) > len(PROMPTS)  # some root needed more than one segment
     assert len({r[2] for r in root_requests}) == len(root_requests)  # each segment its own seed
     for group in groups:
@@ -93,6 +93,16 @@ def test_segmented_roots_decode_in_segments_and_branch_inside_them(policy) -> No
                 assert out.response_ids[:t] == root.response_ids[:t]
                 assert out.response_logprobs[:t] == root.response_logprobs[:t]
     assert not active_groups()
+
+
+def test_a_whole_root_keeps_the_servers_budget_and_a_branch_gets_the_rest(policy) -> None:
+    tokenizer, model = policy
+    server = _Counting(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+    server.log = []
+    group = _run(policy, n=2, tree={"roots": 1}, server=server, prompts=PROMPTS[:1])[0]
+    depth = int(group[1].extra_fields["tempo_tree"]["depth"])
+    assert sorted(server.log, key=lambda r: r[0])[0][1] is None  # the root: as the stock loop sends it
+    assert sorted(server.log, key=lambda r: r[0])[1][1] == 16 - depth
 
 
 def test_roots_equal_n_is_independent_sampling(policy) -> None:
