@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -135,6 +136,7 @@ def measure(task, tokenizer, model, ways: dict[str, dict], group: int, prompts: 
 
             before = dict(spent)
             _Timed.waited = 0.0
+            gc.collect()  # the previous way's garbage is not this way's time
             start, start_cpu = time.perf_counter(), time.process_time()
             groups = asyncio.run(rollout())
             wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
