@@ -13,6 +13,7 @@ where TEMPO's credit lives, and fewer generated tokens.
 - :mod:`~tempo_verl.rollout.metrics`: the ``rollout_tree/*`` metrics of a step.
 - :mod:`~tempo_verl.rollout.backend`, :mod:`~tempo_verl.rollout.local`: a CPU generation server with
   verl's ``generate`` contract, and an in-process driver (tests, demo).
+- :mod:`~tempo_verl.rollout.sim`: a rollout-time simulator of a generation server, driving the plan (benchmarks).
 
 This room holds behaviour only. Nothing here is imported by ``import verl`` and nothing here patches
 verl: :mod:`tempo_verl.plugin` imports the loop when verl imports its agent-loop registry, and wires

@@ -16,6 +16,7 @@ from typing import Any
 
 from tempo_verl.knobs import check_keys, get, keys, number
 from tempo_verl.rollout import AGENT_LOOP_NAME
+from tempo_verl.rollout.plan import SCHEDULES
 
 __all__ = ["BRANCH_RULES", "TREE_PATH", "TreeRolloutConfig", "check_tree_run", "read_tree_config", "selects_tree"]
 
@@ -38,16 +39,24 @@ class TreeRolloutConfig:
         rounds: branching rounds; round ``r`` branches from every response of rounds ``< r`` (2:
             branches of branches). The branches are split evenly over the rounds.
         wait_timeout_s: longest a branch waits for its parents; past it, it samples independently.
+        schedule: when branches start, one of :data:`~tempo_verl.rollout.plan.SCHEDULES`.
+        segment_tokens: ``schedule=segments``: tokens per root segment (``None``: ``response_length // 4``).
     """
 
     roots: int | None = None
     rule: str = "surprisal"
     rounds: int = 1
     wait_timeout_s: float = 600.0
+    schedule: str = "rounds"
+    segment_tokens: int | None = None
 
     def num_roots(self, n: int) -> int:
         """Roots of a group of ``n`` (at most ``n``)."""
         return min(n, self.roots if self.roots is not None else max(1, n // 4))
+
+    def segment_length(self, response_length: int) -> int:
+        """Tokens per root segment under ``schedule=segments``."""
+        return self.segment_tokens if self.segment_tokens is not None else max(1, response_length // 4)
 
 
 def read_tree_config(rollout: Any) -> TreeRolloutConfig:
@@ -65,6 +74,10 @@ def read_tree_config(rollout: Any) -> TreeRolloutConfig:
     rule = get(node, "rule", TreeRolloutConfig.rule)
     if rule not in BRANCH_RULES:
         raise ValueError(f"{TREE_PATH}.rule: expected one of {list(BRANCH_RULES)}, got {rule!r}.")
+    schedule = get(node, "schedule", TreeRolloutConfig.schedule)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"{TREE_PATH}.schedule: expected one of {list(SCHEDULES)}, got {schedule!r}.")
+    segment_tokens = get(node, "segment_tokens", None)
     return TreeRolloutConfig(
         roots=None if roots is None else number(f"{TREE_PATH}.roots", roots, int, minimum=1),
         rule=str(rule),
@@ -72,6 +85,10 @@ def read_tree_config(rollout: Any) -> TreeRolloutConfig:
         wait_timeout_s=number(
             f"{TREE_PATH}.wait_timeout_s", get(node, "wait_timeout_s", TreeRolloutConfig.wait_timeout_s), float, 0.0
         ),
+        schedule=str(schedule),
+        segment_tokens=None
+        if segment_tokens is None
+        else number(f"{TREE_PATH}.segment_tokens", segment_tokens, int, minimum=1),
     )
 
 

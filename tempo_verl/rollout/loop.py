@@ -7,7 +7,10 @@ a :class:`TreeClient` for the session, which
 - for a root: generates from the prompt, as the stock loop does, and records the response;
 - for a branch: waits for its point ``(parent, t)``, generates from ``prompt + parent[:t]`` with
   ``max_tokens = response_length - t``, and answers ``parent[:t] + continuation`` with the parent's
-  logprobs on the prefix: one full on-policy response, as if it had been sampled in one go.
+  logprobs on the prefix: one full on-policy response, as if it had been sampled in one go;
+- for a root under ``schedule=segments``: requests ``segment_tokens`` at a time, each from the
+  prompt and its tokens so far (its own seed), recording each finished segment so that branches
+  can start inside it; the answer is the whole response, the same kind of sample.
 
 All requests of a group use one routing key (``tempo_tree-{uid}``), so verl's router sends the
 branches to the server that holds their prefix (vLLM prefix caching). Validation rollouts run the
@@ -65,14 +68,30 @@ def session_seed(seed: int, uid: str, session: int) -> int:
 
 
 class TreeClient:
-    """The ``server_manager`` one session of a tree group sees (verl's ``generate`` contract)."""
+    """The ``server_manager`` one session of a tree group sees (verl's ``generate`` contract).
 
-    def __init__(self, server: Any, group: TreeGroup, session: int, response_length: int, routing_key: str) -> None:
+    Args:
+        stop_ids: token ids that end a response (a segmented root stops there, as the server would).
+        segment: tokens per request of a segmented root (``TreePlan.segmented``).
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        group: TreeGroup,
+        session: int,
+        response_length: int,
+        routing_key: str,
+        stop_ids: frozenset[int] = frozenset(),
+        segment: int = 0,
+    ) -> None:
         self.server = server
         self.group = group
         self.session = session
         self.response_length = response_length
         self.routing_key = routing_key
+        self.stop_ids = stop_ids
+        self.segment = segment
         self.stats: dict[str, float] = {}
 
     async def generate(self, request_id: str, *, prompt_ids: list[int], sampling_params: dict[str, Any], **kwargs):
@@ -83,36 +102,61 @@ class TreeClient:
         start = time.perf_counter()
         point = await group.wait_plan(session) if group.round_of(session) > 0 else None
         waited = time.perf_counter() - start
-        prefix, prefix_logprobs, depth, parent_key = [], [], 0, -1
+        ids, logprobs, depth, parent_key = [], [], 0, -1
         if point is not None:
             parent, depth = point
             parent_key = parent.key
-            prefix, prefix_logprobs = list(parent.ids[:depth]), list(parent.logprobs[:depth])
-            params["max_tokens"] = self.response_length - depth
-        out: TokenOutput = await self.server.generate(
-            self.routing_key, prompt_ids=list(prompt_ids) + prefix, sampling_params=params, **kwargs
-        )
-        logprobs = prefix_logprobs + list(out.log_probs or [0.0] * len(out.token_ids))
-        ids = prefix + list(out.token_ids)
+            ids, logprobs = list(parent.ids[:depth]), list(parent.logprobs[:depth])
+        segmented = group.plan.segmented(session) and self.segment > 0
+        inputs = generated = cached = preempted = 0
+        seen_cached, outs = False, []
+        while True:  # one request, or a segmented root's segments (each continues the tokens so far)
+            step = dict(params)  # a root's single request keeps the server's own budget, as the stock loop's
+            if segmented or point is not None:
+                step["max_tokens"] = self.response_length - len(ids)
+                if segmented:
+                    step["max_tokens"] = min(step["max_tokens"], self.segment)
+            if outs and params.get("seed") is not None:
+                step["seed"] = session_seed(int(params["seed"]), "segment", len(outs))
+            out: TokenOutput = await self.server.generate(
+                self.routing_key, prompt_ids=list(prompt_ids) + ids, sampling_params=step, **kwargs
+            )
+            outs.append(out)
+            inputs += len(prompt_ids) + len(ids)
+            ids += list(out.token_ids)
+            logprobs += list(out.log_probs or [0.0] * len(out.token_ids))
+            generated += len(out.token_ids)
+            preempted += out.num_preempted or 0
+            if out.extra_fields.get("num_cached_tokens") is not None:
+                seen_cached, cached = True, cached + out.extra_fields["num_cached_tokens"]
+            ended = (
+                not segmented
+                or len(out.token_ids) < step["max_tokens"]
+                or len(ids) >= self.response_length
+                or (out.token_ids and out.token_ids[-1] in self.stop_ids)
+                or out.stop_reason not in (None, "completed", "length")
+            )
+            if ended:
+                break
+            group.record(session, ids, logprobs, depth, done=False)
         group.record(session, ids, logprobs, depth)
-        cached = out.extra_fields.get("num_cached_tokens")
         self.stats = {
             "branch": float(group.round_of(session) > 0),
             "fallback": float(group.round_of(session) > 0 and point is None),
             "depth": float(depth),
             "parent": float(parent_key),
-            "generated_tokens": float(len(out.token_ids)),
+            "generated_tokens": float(generated),
             "response_tokens": float(len(ids)),
-            "input_tokens": float(len(prompt_ids) + depth),
-            "cached_tokens": float(cached) if cached is not None else -1.0,
+            "input_tokens": float(inputs),
+            "cached_tokens": float(cached) if seen_cached else -1.0,
             "wait_s": waited,
         }
         return TokenOutput(
             token_ids=ids,
             log_probs=logprobs if wants_logprobs else None,
-            routed_experts=out.routed_experts if point is None else None,
+            routed_experts=out.routed_experts if point is None and len(outs) == 1 else None,
             stop_reason=out.stop_reason,
-            num_preempted=out.num_preempted,
+            num_preempted=preempted if any(o.num_preempted is not None for o in outs) else None,
             extra_fields=out.extra_fields,
         )
 
@@ -130,6 +174,10 @@ class TreeAgentLoop(SingleTurnAgentLoop):
         super().__init__(*args, **kwargs)
         self.tree: TreeRolloutConfig = read_tree_config(self.rollout_config)
         self.n = int(self.rollout_config.n)
+        # A segmented root stops where the server would: the tokenizer's end-of-sequence and pad ids.
+        self.stop_ids = frozenset(
+            int(t) for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None
+        )
 
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
         uid, session = kwargs.get("uid"), kwargs.get("session_id")
@@ -144,10 +192,17 @@ class TreeAgentLoop(SingleTurnAgentLoop):
         if validating():
             return await super().run(sampling_params, **kwargs)
         tree = self.tree
+        roots, length = tree.num_roots(self.n), int(self.rollout_config.response_length)
         server = self.server_manager
-        with joined(uid, session, self.n, tree.num_roots(self.n), tree.rounds, tree.rule, tree.wait_timeout_s) as group:
+        with joined(uid, session, self.n, roots, tree.rounds, tree.rule, tree.wait_timeout_s, tree.schedule) as group:
             self.server_manager = client = TreeClient(
-                server, group, session, int(self.rollout_config.response_length), f"tempo_tree-{uid}"
+                server,
+                group,
+                session,
+                length,
+                f"tempo_tree-{uid}",
+                stop_ids=self.stop_ids,
+                segment=tree.segment_length(length),
             )
             try:
                 output = await super().run(sampling_params, **kwargs)

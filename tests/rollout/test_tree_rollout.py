@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 import types
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
@@ -77,8 +79,9 @@ async def _through_verl_worker(policy, agent_name, validate, n=4, tree=None, pro
     return [flat[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
-def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
-    groups = _run(policy, tree={"roots": 2})
+@pytest.mark.parametrize("schedule", ["rounds", "eager", "segments"])
+def test_groups_are_trees_of_full_on_policy_samples(policy, schedule) -> None:
+    groups = _run(policy, tree={"roots": 2, "schedule": schedule, "segment_tokens": 4})
     assert not active_groups()  # no registry entry left behind
     for group in groups:
         assert len(group) == 8  # rollout.n responses, as verl expects
@@ -94,6 +97,8 @@ def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
                 assert out.response_ids[:t] == parent.response_ids[:t]  # the parent's prefix, its logprobs
                 assert out.response_logprobs[:t] == parent.response_logprobs[:t]
                 assert s["generated_tokens"] == len(out.response_ids) - t
+                if schedule != "rounds":  # its own parent, fixed from the start: the roots in turn
+                    assert int(s["parent"]) == [0, 1][[2, 3, 4, 5, 6, 7].index(group.index(out)) % 2]
         branched = [tuple(o.response_ids[: int(s["depth"])]) for o, s in zip(group, stats, strict=True) if s["depth"]]
         assert len(set(branched)) == len(branched) >= 3  # never the same point twice
     stats = [o.extra_fields["tempo_tree"] for g in groups for o in g]
@@ -104,6 +109,47 @@ def test_groups_are_trees_of_full_on_policy_samples(policy) -> None:
     )
     assert 0 < metrics["rollout_tree/saved_token_frac"] < 1
     assert metrics["rollout_tree/branches_per_group"] == sum(s["branch"] - s["fallback"] for s in stats) / 3
+
+
+class _Counting(TransformersServer):
+    """The backend, recording each request's input length and budget."""
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        self.log.append((len(prompt_ids), sampling_params.get("max_tokens"), sampling_params.get("seed")))
+        return await super().generate(request_id, prompt_ids=prompt_ids, sampling_params=sampling_params, **kwargs)
+
+
+def test_segmented_roots_decode_in_segments_and_branch_inside_them(policy) -> None:
+    tokenizer, model = policy
+    server = _Counting(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+    server.log = []
+    groups = _run(policy, n=4, tree={"roots": 1, "schedule": "segments", "segment_tokens": 3}, server=server)
+    root_requests = [r for r in server.log if r[1] is not None and r[1] <= 3]
+    assert len(root_requests) > len(PROMPTS)  # some root needed more than one segment
+    assert len({r[2] for r in root_requests}) == len(root_requests)  # each segment its own seed
+    for group in groups:
+        root = group[0]
+        stats = root.extra_fields["tempo_tree"]
+        assert stats["response_tokens"] == stats["generated_tokens"] == len(root.response_ids) <= 16
+        assert len(root.response_logprobs) == len(root.response_ids)
+        assert tokenizer.eos_token_id not in root.response_ids[:-1]  # no segment continued past the end
+        for out in group[1:]:
+            s = out.extra_fields["tempo_tree"]
+            if not s["fallback"]:
+                t = int(s["depth"])
+                assert out.response_ids[:t] == root.response_ids[:t]
+                assert out.response_logprobs[:t] == root.response_logprobs[:t]
+    assert not active_groups()
+
+
+def test_a_whole_root_keeps_the_servers_budget_and_a_branch_gets_the_rest(policy) -> None:
+    tokenizer, model = policy
+    server = _Counting(model, tokenizer.eos_token_id, tokenizer.pad_token_id, 16)
+    server.log = []
+    group = _run(policy, n=2, tree={"roots": 1}, server=server, prompts=PROMPTS[:1])[0]
+    depth = int(group[1].extra_fields["tempo_tree"]["depth"])
+    assert sorted(server.log, key=lambda r: r[0])[0][1] is None  # the root: as the stock loop sends it
+    assert sorted(server.log, key=lambda r: r[0])[1][1] == 16 - depth
 
 
 def test_roots_equal_n_is_independent_sampling(policy) -> None:
@@ -225,7 +271,13 @@ def test_rule_prefers_surprise_spreads_and_never_repeats() -> None:
 @pytest.mark.parametrize(
     ("tree", "needle"),
     [
-        ({"root": 2}, "unknown key(s) ['root']; valid keys are ['roots', 'rule', 'rounds', 'wait_timeout_s']"),
+        (
+            {"root": 2},
+            "unknown key(s) ['root']; valid keys are "
+            "['roots', 'rule', 'rounds', 'wait_timeout_s', 'schedule', 'segment_tokens']",
+        ),
+        ({"schedule": "fast"}, "custom.tree.schedule: expected one of ['rounds', 'eager', 'segments']"),
+        ({"segment_tokens": 0}, "custom.tree.segment_tokens: expected a value >= 1"),
         ({"roots": 0}, "custom.tree.roots: expected a value >= 1"),
         ({"rule": "entropy"}, "custom.tree.rule: expected one of ['surprisal', 'random']"),
         ({"rounds": 1.5}, "custom.tree.rounds: expected an integer"),
@@ -357,3 +409,32 @@ def test_step_metrics_group_by_verls_uid_even_with_underscores() -> None:
     tq = types.SimpleNamespace(kv_batch_get=lambda **kwargs: {"extra_fields": field})
     batch = types.SimpleNamespace(keys=list(rows), tags=[{}] * len(rows), partition_id="train")
     assert read_step_metrics(tq, batch)["rollout_tree/branches_per_group"] == 1.0  # two groups, one branch each
+
+
+PY310 = Path("/root/.pyenv/versions/3.10.13/bin/python")
+
+
+@pytest.mark.skipif(not PY310.exists(), reason="needs a Python 3.10 interpreter at " + str(PY310))
+def test_wait_timeout_falls_back_on_python_3_10() -> None:
+    # On 3.10 asyncio.wait_for raises asyncio.TimeoutError, not the builtin TimeoutError: the branch must
+    # still fall back. group.py and plan.py are pure python, so they load without torch or verl.
+    script = f"""
+import asyncio, importlib.util, sys, types
+for name in ("tempo_verl", "tempo_verl.rollout"):
+    sys.modules[name] = types.ModuleType(name)
+for name in ("plan", "group"):
+    spec = importlib.util.spec_from_file_location(
+        "tempo_verl.rollout." + name, {str(Path(tree_config.__file__).parent)!r} + "/" + name + ".py"
+    )
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+group = sys.modules["tempo_verl.rollout.group"]
+async def go():
+    with group.joined("u", 1, 4, 1, 1, "surprisal", 0.05) as g:
+        return await g.wait_plan(1)
+assert asyncio.TimeoutError is not TimeoutError
+print("plan:", asyncio.run(go()))
+"""
+    done = subprocess.run([str(PY310), "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "plan: None" in done.stdout
