@@ -22,9 +22,9 @@ _NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d
 _NUMBER_RE = re.compile(_NUMBER)
 _SCIENTIFIC_RE = re.compile(rf"({_NUMBER})\s*(?:\\times|\\cdot|\*|x)\s*10\s*\^\s*\{{?\s*([-+]?\d{{1,5}})\s*\}}?\s*$")
 #: "3.5 million", "2 \\text{ billion}": a numeral and its scale word.
-_SCALE_RE = re.compile(
-    rf"({_NUMBER})\s*(?:\\(?:text|mathrm)\s*\{{\s*)?(thousand|million|billion|trillion)\b", re.IGNORECASE
-)
+_SCALE_RE = re.compile(r"(\\(?:text|mathrm)\s*\{\s*)?\b(thousand|million|billion|trillion)\b(?(1)\s*\})", re.IGNORECASE)
+#: The numeral right before a scale word (read in a short window, so a long run of digits costs no backtracking).
+_NUMBER_BEFORE_RE = re.compile(rf"(?<![\d.,])({_NUMBER})\s*$")
 _SCALES = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
 _FRACTIONS = (
     re.compile(r"([-+]?)\\[dt]?frac\s*\{?\s*([-+]?\d+(?:\.\d+)?)\s*\}?\s*\{?\s*(\d+(?:\.\d+)?)\s*\}?\s*$"),
@@ -60,12 +60,15 @@ def _clean_number_text(text: str) -> str:
 def expand_scale_words(text: str) -> str:
     """``text`` with each "<numeral> million" (thousand, billion, trillion) written as one numeral: ``3500000``."""
 
-    def numeral(match: re.Match[str]) -> str:
-        base = to_float(match.group(1))
-        value = None if base is None else _scaled(base, _SCALES[match.group(2).lower()])
-        return match.group(0) if value is None else format(value, ".15g")
-
-    return _SCALE_RE.sub(numeral, text)
+    pieces, done = [], 0
+    for scale in _SCALE_RE.finditer(text):
+        number = _NUMBER_BEFORE_RE.search(text, max(done, scale.start() - 40), scale.start())
+        base = to_float(number.group(1)) if number else None
+        value = None if base is None else _scaled(base, _SCALES[scale.group(2).lower()])
+        if number and value is not None:
+            pieces += [text[done : number.start()], format(value, ".15g")]
+            done = scale.end()
+    return "".join(pieces) + text[done:]
 
 
 def _scaled(base: float, exponent: int) -> float | None:

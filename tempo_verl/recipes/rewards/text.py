@@ -155,8 +155,10 @@ def first_clause(content: str) -> str:
 def _claims(text: str) -> list[Declaration]:
     """ "<subject> is the correct answer" / "<subject> is correct": the subject, from its sentence's start."""
     found = []
+    previous = 0  # a subject starts after the claim before it: every character is read once
     for match in _CLAIM_RE.finditer(text):
-        start = max(text.rfind("\n", 0, match.start()) + 1, match.start() - MAX_PHRASE_CHARS)
+        start = max(text.rfind("\n", 0, match.start()) + 1, match.start() - MAX_PHRASE_CHARS, previous)
+        previous = match.end()
         prefix = text[start : match.start()]
         ends = [end.end() for end in _SENTENCE_END_RE.finditer(prefix)] + [prefix.rfind(":") + 1]
         offset = start + max(ends)
@@ -170,13 +172,15 @@ def declarations(text: str) -> list[Declaration]:
     """Every stated answer in ``text`` (an :func:`answer_part`), ordered by where it starts.
 
     Phrases ("the answer is <tail>", "Ans. is <tail>", "the most likely diagnosis is <tail>") give the
-    tail to the end of its line; claims ("<subject> is the correct answer", "Option C is correct") give
-    the subject from its sentence's start.
+    tail to the end of its line or the next phrase; claims ("<subject> is the correct answer", "Option C is
+    correct") give the subject from its sentence's start.
     """
     found = _boxed(text)
     found += [Declaration("tag", m.start(), m.group(1).strip()) for m in _TAG_RE.finditer(text) if m.group(1).strip()]
-    for match in _PHRASE_RE.finditer(text):
-        tail = text[match.end() : match.end() + MAX_PHRASE_CHARS].split("\n", 1)[0].strip()
+    phrases = list(_PHRASE_RE.finditer(text))
+    for i, match in enumerate(phrases):
+        end = min(match.end() + MAX_PHRASE_CHARS, phrases[i + 1].start() if i + 1 < len(phrases) else len(text))
+        tail = text[match.end() : end].split("\n", 1)[0].strip()
         if tail:
             found.append(Declaration("phrase", match.start(), tail))
     found += _claims(text)
@@ -229,8 +233,10 @@ def concluded_value(text: str) -> str:
     question), and nothing when the text ends with a conclusion that was cut off ("Therefore,").
     """
     found: list[tuple[int, str]] = []
-    for cue in _CUE_RE.finditer(text):
-        rest = text[cue.end() : cue.end() + MAX_PHRASE_CHARS].split("\n", 1)[0]
+    cues = list(_CUE_RE.finditer(text))
+    for i, cue in enumerate(cues):
+        end = min(cue.end() + MAX_PHRASE_CHARS, cues[i + 1].start() if i + 1 < len(cues) else len(text))
+        rest = text[cue.end() : end].split("\n", 1)[0]
         if not rest.strip(" \t,:") and cue.end() + len(rest) >= len(text.rstrip()):
             return ""  # the response stops where its conclusion would begin
         end = _SENTENCE_END_RE.search(rest)
