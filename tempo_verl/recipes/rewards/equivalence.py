@@ -33,6 +33,12 @@ def _compact(text: str) -> str:
     return re.sub(r"\s+|\$", "", text)
 
 
+def _clean(value: str) -> str:
+    """A stated value as math-verify reads it in a box: scale words as numerals, no ``%``, no outer ``$``/``\\(``."""
+    value = _PERCENT_RE.sub("", expand_scale_words(value)).strip()
+    return re.sub(r"^(?:\$|\\\()+|(?:\$|\\\)|\.)+$", "", value).strip()
+
+
 def _top_level_parts(text: str) -> int:
     """How many comma-separated parts ``text`` has outside brackets (``"2, 3"``: 2; ``"(1, 2)"``: 1)."""
     depth, parts = 0, 1
@@ -54,7 +60,7 @@ def _stated(text: str) -> list[tuple[Declaration, str]]:
 
 
 def final_math_answer(solution_str: Any, ground_truth: str = "") -> str:
-    """What math-verify is asked about: ``\\boxed{<the last stated answer>}``, a stated value, or ``""``.
+    """What math-verify is asked about: ``\\boxed{<the final answer>}``, or ``""`` when the response states none.
 
     The last stated answer (:func:`_stated`), without an AMC choice label (``\\textbf{(C)}\\ 27`` is
     27) and with scale words as numerals ("3.5 million"). When ``ground_truth`` is a set of k values
@@ -68,8 +74,8 @@ def final_math_answer(solution_str: Any, ground_truth: str = "") -> str:
     stated = _stated(text)
     if not stated:
         value = concluded_value(text)
-        return _PERCENT_RE.sub("", expand_scale_words(value)).strip("$ ") if value else ""
-    last, content = stated[-1]
+        return "\\boxed{" + _clean(value) + "}" if value else ""
+    content = stated[-1][1]
     parts = _top_level_parts(ground_truth)
     if parts > 1 and not _THOUSANDS_RE.fullmatch(ground_truth.strip()) and _top_level_parts(content) == 1:
         run = []
@@ -79,10 +85,7 @@ def final_math_answer(solution_str: Any, ground_truth: str = "") -> str:
             run.insert(0, value)
         if len(run) >= parts:
             content = ", ".join(run[-parts:])
-    content = _PERCENT_RE.sub("", expand_scale_words(_CHOICE_LABEL_RE.sub("", content)))
-    if last.kind in ("phrase", "claim"):
-        return content.strip("$ ").rstrip(".")
-    return "\\boxed{" + content + "}"
+    return "\\boxed{" + _clean(_CHOICE_LABEL_RE.sub("", content)) + "}"
 
 
 def score_math(solution_str: Any, ground_truth: str) -> float:

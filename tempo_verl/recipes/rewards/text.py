@@ -26,9 +26,9 @@ _COMMANDS_RE = re.compile(r"\\(?:boxed|fbox)")
 _TAG_RE = re.compile(rf"<answer>(.{{0,{MAX_BOXED_CHARS}}}?)</answer>", re.IGNORECASE | re.DOTALL)
 _PHRASE_RE = re.compile(
     r"(?:\b(?:final|correct|best|right)\s+)?\b(?:answer|option|choice|solution|diagnosis)(?:\s+is)?"
-    r"\s*(?:\bis\b|\b(?:would|should|must|will)\s+be\b|:|=)\s*(?:\\\(|\$)?\s*"
-    r"|\bans\b\.?\s*(?:\bis\b|:|=)\s*"
-    r"|\bmost\s+likely\s+(?:[a-z]+\s+){0,2}?(?:is|would\s+be)\b\s*",
+    r"\s*(?:\bis\b|\b(?:would|should|must|will)\s+be\b|:|=)[ \t]*(?:\\\(|\$)?[ \t]*"
+    r"|\bans\b(?:\.[ \t]*(?:is\b|:|=)?|\s*(?:is\b|:|=))[ \t]*"
+    r"|\bmost\s+likely\s+(?:[a-z]+\s+){0,2}?(?:is|would\s+be)\b[ \t]*",
     re.IGNORECASE,
 )
 #: "<subject> is the correct answer", "<subject> is correct": the subject states the answer.
@@ -54,6 +54,8 @@ _VALUE_TOKEN_RE = re.compile(
 )
 #: A line of mathematics only (no word of two letters outside LaTeX commands and braces).
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+#: A line's label before its mathematics: "Step 2:", "2.", "-", "####".
+_LINE_LABEL_RE = re.compile(r"^\s*(?:step\s*\d+\s*[:.)]|\d+\s*[.)](?=\s)|[-*>#]+)\s*", re.IGNORECASE)
 _CONNECTIVE_RE = re.compile(
     r"^(?:(?:so|thus|therefore|hence|overall|finally|in\s+conclusion|then)\b\s*,?\s*)+", re.IGNORECASE
 )
@@ -227,7 +229,7 @@ def concluded_value(text: str) -> str:
     """The value a response without a stated answer concludes with, or ``""``: what a careful grader reads.
 
     The latest of: a sentence (or clause) that starts with "So", "Therefore", "Thus", "In total", ...
-    and states a value, and a line of mathematics only ("x = 6", "0.15 x 80 = 12"); or the value of a
+    and states a value, and a line of mathematics only ("x = 6", "Step 2: 126 x 5 = 630"); or the value of a
     response that is one whole sentence ("He ends with 12 cookies."). Not a filler
     sentence after it, not a number in a sentence that concludes nothing (a ramble, an echoed
     question), and nothing when the text ends with a conclusion that was cut off ("Therefore,").
@@ -243,6 +245,7 @@ def concluded_value(text: str) -> str:
         found.append((cue.start(), _result(rest[: end.start()] if end else rest)))
     offset = 0
     for line in text.split("\n"):
+        line = _LINE_LABEL_RE.sub("", line)
         bare = re.sub(r"\\text\s*\{[^{}]*\}|\\[A-Za-z]+", " ", line)
         if re.search(r"\d", bare) and not _WORD_RE.search(bare) and not line.rstrip().endswith("?"):
             found.append((offset, _result(line.strip().strip("$").strip())))
