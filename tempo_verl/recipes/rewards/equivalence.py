@@ -49,11 +49,11 @@ def _top_level_parts(text: str) -> int:
     return parts
 
 
-def _stated(text: str) -> list[tuple[Declaration, str]]:
-    """(declaration, value) of each stated answer that can be a math answer, in order."""
+def _stated(text: str, parts: int) -> list[tuple[Declaration, str]]:
+    """(declaration, value) of each stated answer that can be a math answer (of ``parts`` values), in order."""
     found = []
     for declared in declarations(text):
-        value = declared.content if declared.kind in ("boxed", "tag") else stated_value(declared.content)
+        value = declared.content if declared.kind in ("boxed", "tag") else stated_value(declared.content, parts)
         if declared.kind in ("boxed", "tag") or _FORMULA_RE.search(value):
             found.append((declared, value))
     return found
@@ -65,19 +65,20 @@ def final_math_answer(solution_str: Any, ground_truth: str = "") -> str:
     The last stated answer (:func:`_stated`), without an AMC choice label (``\\textbf{(C)}\\ 27`` is
     27) and with scale words as numerals ("3.5 million"). When ``ground_truth`` is a set of k values
     ("2, 3") and the response ends with k or more boxes of one value each, the last k, joined: one box
-    per solution. Without any statement, the value the response concludes with
+    per solution; a statement of k values in words ("x = 2 or x = 3") is read as the set. Without any
+    statement, the value the response concludes with
     (:func:`~tempo_verl.recipes.rewards.text.concluded_value`); ``""`` when it states none.
     """
     text = answer_part(solution_str)
     if not text.strip():
         return ""
-    stated = _stated(text)
+    parts = 1 if _THOUSANDS_RE.fullmatch(ground_truth.strip()) else _top_level_parts(ground_truth)
+    stated = _stated(text, parts)
     if not stated:
-        value = concluded_value(text)
+        value = concluded_value(text, parts)
         return "\\boxed{" + _clean(value) + "}" if value else ""
     content = stated[-1][1]
-    parts = _top_level_parts(ground_truth)
-    if parts > 1 and not _THOUSANDS_RE.fullmatch(ground_truth.strip()) and _top_level_parts(content) == 1:
+    if parts > 1 and _top_level_parts(content) == 1:
         run = []
         for declared, value in reversed(stated):
             if declared.kind != "boxed" or _top_level_parts(value) != 1:

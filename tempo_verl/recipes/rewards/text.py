@@ -52,6 +52,8 @@ _VALUE_TOKEN_RE = re.compile(
     r"\\[A-Za-z]+|\{[^{}\n]*\}|(?:thousand|million|billion|trillion)\b|[A-Za-z](?![A-Za-z])|[^A-Za-z\n]",
     re.IGNORECASE,
 )
+#: What separates the values of a set stated in words: "x = 2 or x = 3", "2 and 3", "2, 3".
+_ALTERNATIVES_RE = re.compile(r"\s*(?:,|;|\bor\b|\band\b)\s*", re.IGNORECASE)
 #: A line of mathematics only (no word of two letters outside LaTeX commands and braces).
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 #: A line's label before its mathematics: "Step 2:", "2.", "-", "####".
@@ -200,10 +202,16 @@ def _value_prefix(text: str) -> str:
     return text[:pos].strip().rstrip(".,;:([").strip()
 
 
-def _result(sentence: str) -> str:
+def _result(sentence: str, parts: int = 1) -> str:
     """The value a sentence states as its result: after its last ``=`` ("2 x 3 = 6"), else after its last
     "is"/"equals" ("15% of 80 is 12"), else its first value ("Tom earns $630 in 5 days"); ``""`` if none
-    or if the equation says nothing (``2/4 = 2/4``)."""
+    or if the equation says nothing (``2/4 = 2/4``). With ``parts`` > 1 (a set is asked for), the results
+    of that many pieces joined by "or", "and" or commas, when there are that many ("x = 2 or x = 3")."""
+    if parts > 1:
+        pieces = [_result(piece) for piece in _ALTERNATIVES_RE.split(sentence)]
+        values = [piece for piece in pieces if piece]
+        if len(values) == parts:
+            return ", ".join(values)
     rest = sentence
     if "=" in sentence:
         sides = sentence.split("=")
@@ -217,15 +225,15 @@ def _result(sentence: str) -> str:
     return _value_prefix(rest[start.start() :]) if start else ""
 
 
-def stated_value(content: str) -> str:
+def stated_value(content: str, parts: int = 1) -> str:
     """The value a phrase's tail or a claim's subject states (``""`` if none): its first clause's result.
 
     ``"3 x 1245678 = 3737034, since ..."`` -> ``"3737034"``; ``"$630 dollars per week"`` -> ``"$630"``.
     """
-    return _result(first_clause(content))
+    return _result(first_clause(content), parts)
 
 
-def concluded_value(text: str) -> str:
+def concluded_value(text: str, parts: int = 1) -> str:
     """The value a response without a stated answer concludes with, or ``""``: what a careful grader reads.
 
     The latest of: a sentence (or clause) that starts with "So", "Therefore", "Thus", "In total", ...
@@ -242,13 +250,13 @@ def concluded_value(text: str) -> str:
         if not rest.strip(" \t,:") and cue.end() + len(rest) >= len(text.rstrip()):
             return ""  # the response stops where its conclusion would begin
         end = _SENTENCE_END_RE.search(rest)
-        found.append((cue.start(), _result(rest[: end.start()] if end else rest)))
+        found.append((cue.start(), _result(rest[: end.start()] if end else rest, parts)))
     offset = 0
     for line in text.split("\n"):
         line = _LINE_LABEL_RE.sub("", line)
         bare = re.sub(r"\\text\s*\{[^{}]*\}|\\[A-Za-z]+", " ", line)
         if re.search(r"\d", bare) and not _WORD_RE.search(bare) and not line.rstrip().endswith("?"):
-            found.append((offset, _result(line.strip().strip("$").strip())))
+            found.append((offset, _result(line.strip().strip("$").strip(), parts)))
         offset += len(line) + 1
     stripped = text.strip()
     if (
@@ -256,6 +264,6 @@ def concluded_value(text: str) -> str:
         and "\n" not in stripped
         and [end.end() for end in _SENTENCE_END_RE.finditer(stripped)] == [len(stripped)]
     ):
-        found.append((0, _result(stripped[:-1])))
+        found.append((0, _result(stripped[:-1], parts)))
     values = [value for _, value in sorted(found) if re.search(r"\d", value)]
     return values[-1] if values else ""
