@@ -2,8 +2,9 @@
 
 The letters are those of the question's options: A-E for five options, A-D for four (the data
 preparation writes the option texts to ``extra_info.options``; rows without them keep A-D, or up to
-the ground truth's letter if that is later). See :func:`extract_choice` for the rules and
-``docs/data.md`` for a table of examples.
+the ground truth's letter if that is later). The option texts also let an answer name an option in
+words and rule out a letter given with another option's text. See :func:`extract_choice` for the
+rules and ``docs/data.md`` for a table of examples.
 """
 
 from __future__ import annotations

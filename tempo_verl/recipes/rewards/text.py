@@ -1,11 +1,14 @@
 """Finding a response's final answer: the text every scoring rule reads, and the places an answer is stated.
 
 A careful grader reads the end of a response (after the last ``</think>``) and takes the *last*
-answer it states: ``\\boxed{...}`` (or ``\\fbox{...}``), ``<answer>...</answer>``, or a phrase such as
-"The final answer is ...", "Answer: ...". A later statement corrects an earlier one ("..., wait, the
-answer is B"). :func:`declarations` lists them in order; each scoring rule decides which of them name
-an answer of its kind. Everything here works on at most :data:`MAX_TAIL_CHARS` characters in linear
-time and never raises on any input.
+answer it states: ``\\boxed{...}`` (or ``\\fbox{...}``), ``<answer>...</answer>``, a phrase such as
+"The final answer is ...", "Answer: ...", "Ans. is ...", or a claim "... is the correct answer". A later
+statement corrects an earlier one ("..., wait, the answer is B"). :func:`declarations` lists them in
+order; each scoring rule decides which of them name an answer of its kind (:func:`first_clause`,
+:func:`stated_value`: a statement's words up to its explanation). A response that states nothing may
+still conclude with a value ("So Janet has 12 apples."): :func:`concluded_value`, which reads no
+ramble, echoed question or filler as an answer. Everything here works on at most
+:data:`MAX_TAIL_CHARS` characters in linear time and never raises on any input.
 """
 
 from __future__ import annotations
