@@ -31,6 +31,8 @@ _CONNECTORS = frozenset(
 _NEGATED_RE = re.compile(
     r"(?:\bnot|\bisn't|\bnor|\bexcept|\brather\s+than|\binstead\s+of)\s+(?:option\s+|choice\s+)?[(\['\"]?$", re.I
 )
+#: What may stand between options named together: punctuation, "i.e.", "or", "and", "maybe".
+_LISTED_RE = re.compile(r"(?:[\s.,:)\]'\"/&\-–—]|\bi\.e\b|\b(?:or|and|maybe|perhaps|possibly|either)\b)*", re.I)
 #: A hedge's resolution: what follows names the answer ("A or C, most likely C").
 _RESOLVED_RE = re.compile(
     r"\b(?:most|more)\s+likely\b|\bprobably\b|\bi(?:'d|\s+would)\s+(?:choose|pick|go\s+with|say)\b", re.I
@@ -100,13 +102,14 @@ def _letter_by_text(text: str, options: Sequence[str], letters: str) -> set[str]
     return {letters[i] for i, option in enumerate(options[: len(letters)]) if option and _norm_option(option) == wanted}
 
 
-def _mentions(text: str, options: Sequence[str], letters: str) -> list[tuple[int, str]]:
-    """(offset, letter) of each option ``text`` names by its text or its letter and does not negate ("not A")."""
-    found: list[tuple[int, str]] = []
+def _mentions(text: str, options: Sequence[str], letters: str) -> list[tuple[int, int, str]]:
+    """(start, end, letter) of each option ``text`` names by its text or its letter and does not negate
+    ("not A"), in order."""
+    found: list[tuple[int, int, str]] = []
     masked = text
     for index, pattern in _option_patterns(tuple(options[: len(letters)])):
         for match in list(pattern.finditer(masked)):
-            found.append((match.start(), letters[index]))
+            found.append((match.start(), match.end(), letters[index]))
             masked = masked[: match.start()] + " " * (match.end() - match.start()) + masked[match.end() :]
     named, _, _ = _patterns(letters)
     for match in named.finditer(masked):
@@ -115,8 +118,8 @@ def _mentions(text: str, options: Sequence[str], letters: str) -> list[tuple[int
         word = re.match(r"[a-z]+", after)
         if letter.isupper() and word and word.group(0) not in _CONNECTORS:
             continue  # "A combination", "C vitamin": a word, not an option
-        found.append((match.start(), letter.upper()))
-    return [(offset, letter) for offset, letter in found if not _NEGATED_RE.search(text[max(0, offset - 40) : offset])]
+        found.append((match.start(), match.end(), letter.upper()))
+    return sorted(mention for mention in found if not _NEGATED_RE.search(text[max(0, mention[0] - 40) : mention[0]]))
 
 
 def _letters_declared(text: str, options: Sequence[str], letters: str) -> set[str]:
@@ -136,9 +139,18 @@ def _letters_declared(text: str, options: Sequence[str], letters: str) -> set[st
         return by_text
     mentions = _mentions(text, options, letters)
     resolved = [match.end() for match in _RESOLVED_RE.finditer(text)]
-    if resolved and any(offset >= resolved[-1] for offset, _ in mentions):
-        mentions = [(offset, letter) for offset, letter in mentions if offset >= resolved[-1]]
-    return {letter for _, letter in mentions}
+    if resolved and any(start >= resolved[-1] for start, _, _ in mentions):
+        mentions = [mention for mention in mentions if mention[0] >= resolved[-1]]
+    elif mentions and not text[: mentions[0][0]].strip(" (['\""):
+        # it begins with an option: that one, with its label text and any listed with it ("C. Asthma",
+        # "asthma (C)", "A or C"), not the options an explanation goes on to name ("C. Asthma, unlike gout")
+        listed = [mentions[0]]
+        for mention in mentions[1:]:
+            if not _LISTED_RE.fullmatch(text[listed[-1][1] : mention[0]]):
+                break
+            listed.append(mention)
+        mentions = listed
+    return {letter for *_, letter in mentions}
 
 
 def _alone_on_a_line(lines: Sequence[str], options: Sequence[str], letters: str) -> set[str]:
@@ -167,7 +179,7 @@ def _line_letters(line: str, options: Sequence[str], letters: str) -> set[str]:
     if found and found.group(1).isupper():
         # "C) Asthma": the text must be that option's ("A) Beta blocker is not ..." answers nothing),
         # when the options are known
-        named = {letter for _, letter in _mentions(found.group(2), options, letters)}
+        named = {letter for *_, letter in _mentions(found.group(2), options, letters)}
         return {found.group(1)} if named == {found.group(1)} or not options else set()
     return _letter_by_text(line.rstrip("."), options, letters)
 
