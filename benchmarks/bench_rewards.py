@@ -2,6 +2,7 @@
 
     python benchmarks/bench_rewards.py                  # 32 threads, 2000 math calls, 1% slow, the default 10 s bound
     python benchmarks/bench_rewards.py --calls 500      # a quicker look
+    python benchmarks/bench_rewards.py --reading        # reading answers only: numeric and choice on hostile texts
 
 verl scores each response in a thread of its reward loop; here ``--threads`` threads share ``--calls``
 math calls (``data_source="math"``, so every call goes through math-verify's helper). Fast inputs are
@@ -10,6 +11,10 @@ right answers in a different form from the reference, each different (so no cach
 is $n$". A ``--slow-share`` of them is the slow input ``\\boxed{9^{9^{9}}}`` (sympy evaluates the power in
 C: minutes, where no signal can stop it), spread evenly. The bound is ``TEMPO_REWARD_MATH_TIMEOUT``
 (``--timeout``), helper start-up included (the first calls pay it).
+
+``--reading`` times instead how long numeric and multiple-choice scoring (no helper, no bound but their
+own speed) take on hostile 4000-character texts: the same phrase, claim, conclusion or option text
+repeated, a long numeral, nested braces. It prints the slowest of three runs for each.
 
 Printed: the bound; the worst-case and median latency of fast and of slow calls; how many fast calls
 scored wrong (a fast call answered late would score 0); the throughput (calls per second of wall
@@ -28,6 +33,34 @@ import statistics
 import time
 
 SLOW = r"\boxed{9^{9^{9}}}"
+OPTIONS = ["Hypertension", "Type 2 diabetes mellitus", "Asthma", "Gout"]
+#: Texts that make an answer reader do the most work per character (each about 4000 characters).
+HOSTILE = {
+    "phrase repeated": "The answer is " * 290,
+    "claim repeated": "Option C is correct " * 200,
+    "conclusion cue repeated": "So, " * 1000,
+    "negated letters": "the answer is not A; " * 190,
+    "MedMCQA phrase repeated": "Ans. is 'c' i.e., " * 220,
+    "long numeral": "So the answer is " + "1" * 3980,
+    "option text repeated": "Type 2 diabetes " * 250,
+    "math-only lines": "1 = 2\n" * 660,
+    "nested braces": "So x = " + "{" * 1995 + "}" * 1995,
+    "scale words": "1 million " * 400,
+}
+
+
+def reading() -> None:
+    """The slowest of three runs of numeric and multiple-choice scoring on each :data:`HOSTILE` text."""
+    from tempo_verl.recipes.rewards import compute_score
+
+    for name, text in HOSTILE.items():
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            compute_score("gsm_hard", text, "12")
+            compute_score("medqa", text, "C", {"options": OPTIONS})
+            times.append(time.perf_counter() - start)
+        print(f"{name:24s} {len(text):5d} chars: {1000 * max(times):7.1f} ms (numeric + choice)")
 
 
 def fast_inputs(count: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -58,7 +91,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--slow-share", type=float, default=0.01)
     parser.add_argument("--timeout", type=float, default=10.0, help="TEMPO_REWARD_MATH_TIMEOUT (seconds)")
+    parser.add_argument("--reading", action="store_true", help="time numeric/choice reading of hostile texts")
     args = parser.parse_args()
+    if args.reading:
+        reading()
+        return
     os.environ["TEMPO_REWARD_MATH_TIMEOUT"] = f"{args.timeout:g}"
 
     from tempo_verl.recipes.rewards import compute_score

@@ -129,7 +129,8 @@ def test_in_process_fallback_when_helpers_cannot_start(monkeypatch: pytest.Monke
         ("So the answer is 12.33 dollars.", 12.333333333333334, 1.0),
         ("So the answer is 12.3 dollars.", 12.333333333333334, 0.0),
         (r"\boxed{\frac{37}{3}}", 12.333333333333334, 1.0),
-        ("He ends with -2.5e6 cookies", -2500000.0, 1.0),
+        ("He ends with -2.5e6 cookies.", -2500000.0, 1.0),
+        ("He ends with -2.5e6 cookies", -2500000.0, 0.0),  # no sentence's end: could be cut off
         (r"\boxed{2.5 \times 10^{6}}", 2500000.0, 1.0),
         ("First 3 then 4, so 7", 7.0, 1.0),
         ("−12", -12.0, 1.0),

@@ -84,7 +84,9 @@ def compute_score(
         solution_str: the decoded response (anything else scores 0.0).
         ground_truth: ``reward_model.ground_truth`` of the row.
         extra_info: the row's ``extra_info``; multiple choice reads ``options`` (the option texts in
-            letter order): they set the letters offered and let an answer name an option by its text.
+            letter order): they set the letters offered, let an answer name an option by its text and
+            check a letter's text ("C. Gout" where C is another option scores 0). Without them, A-D
+            (or up to the ground truth's letter) and letters only.
         **kwargs: whatever else verl passes (ignored).
 
     Raises:

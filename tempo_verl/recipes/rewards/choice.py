@@ -2,8 +2,9 @@
 
 The letters are those of the question's options: A-E for five options, A-D for four (the data
 preparation writes the option texts to ``extra_info.options``; rows without them keep A-D, or up to
-the ground truth's letter if that is later). See :func:`extract_choice` for the rules and
-``docs/data.md`` for a table of examples.
+the ground truth's letter if that is later). The option texts also let an answer name an option in
+words and rule out a letter given with another option's text. See :func:`extract_choice` for the
+rules and ``docs/data.md`` for a table of examples.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tempo_verl.recipes.rewards.text import answer_part, declarations
+from tempo_verl.recipes.rewards.text import answer_part, declarations, first_clause
 
 #: Option letters, in order; a question with n options uses the first n.
 ALL_LETTERS = "ABCDEFGHIJ"
@@ -22,6 +23,26 @@ ALL_LETTERS = "ABCDEFGHIJ"
 DEFAULT_LETTERS = "ABCD"
 
 _MARKUP_RE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|bf|textit)\s*\{([^{}]*)\}")
+#: Words after a capital letter that make it an option's letter ("A or C", "C is"), not a word ("A combination").
+_CONNECTORS = frozenset(
+    ["is", "was", "would", "could", "should", "seems", "and", "or", "nor", "but", "because", "since", "as", "with"]
+)
+#: A mention these words precede is ruled out, not named ("not A", "rather than gout").
+_NEGATED_RE = re.compile(
+    r"(?:\bnot|\bisn't|\bnor|\bexcept|\brather\s+than|\binstead\s+of)\s+(?:option\s+|choice\s+)?[(\['\"]?$", re.I
+)
+#: What may stand between options named together: punctuation, "i.e.", "or", "and", "maybe".
+_LISTED_RE = re.compile(r"(?:[\s.,:)\]'\"/&\-–—]|\bi\.e\b|\b(?:or|and|maybe|perhaps|possibly|either)\b)*", re.I)
+#: A hedge's resolution: what follows names the answer ("A or C, most likely C").
+_RESOLVED_RE = re.compile(
+    r"\b(?:most|more)\s+likely\b|\bprobably\b|\bi(?:'d|\s+would)\s+(?:choose|pick|go\s+with|say)\b", re.I
+)
+#: Words that take an earlier statement back, so that a later one replaces it.
+_RETRACTION_RE = re.compile(
+    r"\b(?:wait|actually|no|correction|mistake|wrong|incorrect|however|but|instead|reconsider|re-?evaluat\w*|"
+    r"re-?check\w*|double-check\w*|on\s+second\s+thought|oops|sorry|hmm)\b",
+    re.IGNORECASE,
+)
 
 
 def option_texts(options: Any) -> list[str]:
@@ -47,15 +68,26 @@ def choice_letters(options: Sequence[str], ground_truth: str = "") -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _patterns(letters: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
-    """The regexes of one letter set: a declared letter list, the last-line forms."""
-    one = f"[{letters}]"
-    item = rf"(?:option|choice)?\s*\(?\[?({one})\]?\)?(?![A-Za-z0-9])"
-    listed = re.compile(rf"\**\s*{item}((?:\s*(?:,|/|\bor\b|\band\b|&)\s*{item})*)", re.IGNORECASE)
-    single = re.compile(rf"(?<![A-Za-z0-9])\(?\[?({one})\]?\)?(?![A-Za-z0-9])", re.IGNORECASE)
-    bare = re.compile(rf"(?:option|choice)?\s*\(?({one})\)?\s*[.):]?", re.IGNORECASE)
-    labelled = re.compile(rf"(?:option|choice)?\s*\(?({one})\s*[.):]\s*(.+)", re.IGNORECASE)
-    return listed, single, bare, labelled
+def _patterns(letters: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The regexes of one letter set: a letter named in a statement, the last-line forms."""
+    upper, lower = f"[{letters}]", f"[{letters.lower()}]"
+    # "C", "(C)", "'c'", "(c)", "c) <text>" at the start; a lowercase letter elsewhere is a word ("a", "e.g.")
+    named = re.compile(rf"(?<![\w'’])({upper})(?![\w'’])|[(\[\'\"‘“]({lower})[)\]\'\"’”]|^({lower})(?=[.)]\s|[.)]?$)")
+    bare = re.compile(rf"(?:option|choice)?\s*\(?({upper})\)?\s*[.):]?", re.IGNORECASE)
+    labelled = re.compile(rf"(?:option|choice)?\s*\(?({upper})\s*[.):]\s*(.+)", re.IGNORECASE)
+    return named, bare, labelled
+
+
+@functools.lru_cache(maxsize=256)
+def _option_patterns(options: tuple[str, ...]) -> list[tuple[int, re.Pattern[str]]]:
+    """(index, regex) of each option's text, longest first: its words in order, case, punctuation and "'s" aside."""
+    found = []
+    for index, option in enumerate(options):
+        words = re.findall(r"\w+", unicodedata.normalize("NFKC", option).casefold())
+        if words:
+            body = r"(?:'s)?[\W_]+".join(re.escape(word) for word in words)
+            found.append((index, re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)))
+    return sorted(found, key=lambda pair: -len(pair[1].pattern))
 
 
 def _norm_option(text: str) -> str:
@@ -70,11 +102,33 @@ def _letter_by_text(text: str, options: Sequence[str], letters: str) -> set[str]
     return {letters[i] for i, option in enumerate(options[: len(letters)]) if option and _norm_option(option) == wanted}
 
 
+def _mentions(text: str, options: Sequence[str], letters: str) -> list[tuple[int, int, str]]:
+    """(start, end, letter) of each option ``text`` names by its text or its letter and does not negate
+    ("not A"), in order."""
+    found: list[tuple[int, int, str]] = []
+    masked = text
+    for index, pattern in _option_patterns(tuple(options[: len(letters)])):
+        for match in list(pattern.finditer(masked)):
+            found.append((match.start(), match.end(), letters[index]))
+            masked = masked[: match.start()] + " " * (match.end() - match.start()) + masked[match.end() :]
+    named, _, _ = _patterns(letters)
+    for match in named.finditer(masked):
+        letter = next(group for group in match.groups() if group)
+        after = masked[match.end() :].lstrip(")]'\"’” ")
+        word = re.match(r"[a-z]+", after)
+        if letter.isupper() and word and word.group(0) not in _CONNECTORS:
+            continue  # "A combination", "C vitamin": a word, not an option
+        found.append((match.start(), match.end(), letter.upper()))
+    return sorted(mention for mention in found if not _NEGATED_RE.search(text[max(0, mention[0] - 40) : mention[0]]))
+
+
 def _letters_declared(text: str, options: Sequence[str], letters: str) -> set[str]:
-    """The letters an answer statement (a boxed/tagged content, the words after "answer is") names."""
-    listed, single, _, _ = _patterns(letters)
-    text = _MARKUP_RE.sub(r"\1", text)
-    text = text.replace("$", "").replace("*", "").strip().strip(".:;,!").strip()
+    """The letters an answer statement (a boxed/tagged content, a phrase's tail, a claim's subject) names.
+
+    One letter is an answer; several ("A or C", a letter with another option's text) are none.
+    """
+    text = _MARKUP_RE.sub(r"\1", text).replace("$", "").replace("*", "").replace("`", "")
+    text = first_clause(text).strip().strip(".:;,!").strip()
     text = re.sub(r"^(?:option|choice|answer)\s*:?\s*", "", text, flags=re.IGNORECASE).strip()
     if not text:
         return set()
@@ -83,17 +137,38 @@ def _letters_declared(text: str, options: Sequence[str], letters: str) -> set[st
     by_text = _letter_by_text(text, options, letters)
     if by_text:
         return by_text
-    match = listed.match(text)
-    # a lowercase letter only counts on its own ("(c)"), not as a word ("a combination")
-    if match and (match.group(1).isupper() or len(text) <= 3):
-        return {match.group(1).upper()} | {found.upper() for found in single.findall(match.group(2))}
-    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].strip().rstrip(".")
-    return _letter_by_text(sentence, options, letters) if sentence != text else set()
+    mentions = _mentions(text, options, letters)
+    resolved = [match.end() for match in _RESOLVED_RE.finditer(text)]
+    if resolved and any(start >= resolved[-1] for start, _, _ in mentions):
+        mentions = [mention for mention in mentions if mention[0] >= resolved[-1]]
+    elif mentions and not text[: mentions[0][0]].strip(" (['\""):
+        # it begins with an option: that one, with its label text and any listed with it ("C. Asthma",
+        # "asthma (C)", "A or C"), not the options an explanation goes on to name ("C. Asthma, unlike gout")
+        listed = [mentions[0]]
+        for mention in mentions[1:]:
+            if not _LISTED_RE.fullmatch(text[listed[-1][1] : mention[0]]):
+                break
+            listed.append(mention)
+        mentions = listed
+    return {letter for *_, letter in mentions}
 
 
-def _last_line_letters(line: str, options: Sequence[str], letters: str) -> set[str]:
-    """Letters a response's last line gives: "C", "C.", "(C)", "**C**", "Option C", "C) text" or an option's text."""
-    _, _, bare, labelled = _patterns(letters)
+def _alone_on_a_line(lines: Sequence[str], options: Sequence[str], letters: str) -> set[str]:
+    """The letter the response's last line, else its first, gives on its own (:func:`_line_letters`).
+
+    The last line ("... ⏎ C") or the first ("C. Asthma ⏎ <the reasoning>", the answer put first); not a
+    line next to another that names an option the same way: that is a list of the options, not an answer.
+    """
+    for index in (len(lines) - 1, 0):
+        found = _line_letters(lines[index], options, letters) if lines else set()
+        neighbours = [lines[i] for i in (index - 1, index + 1) if 0 <= i < len(lines) and i != index]
+        if found and not any(_line_letters(line, options, letters) for line in neighbours):
+            return found
+    return set()
+
+
+def _line_letters(line: str, options: Sequence[str], letters: str) -> set[str]:
+    _, bare, labelled = _patterns(letters)
     line = _MARKUP_RE.sub(r"\1", line).replace("$", "")
     line = re.sub(r"^[#>*\-\s]+|[*\s]+$", "", line)
     line = re.sub(r"^(?:so|thus|therefore|hence)\s*,?\s*", "", line, flags=re.IGNORECASE)
@@ -102,7 +177,10 @@ def _last_line_letters(line: str, options: Sequence[str], letters: str) -> set[s
         return {found.group(1).upper()}
     found = labelled.fullmatch(line)
     if found and found.group(1).isupper():
-        return {found.group(1)}
+        # "C) Asthma": the text must be that option's ("A) Beta blocker is not ..." answers nothing),
+        # when the options are known
+        named = {letter for *_, letter in _mentions(found.group(2), options, letters)}
+        return {found.group(1)} if named == {found.group(1)} or not options else set()
     return _letter_by_text(line.rstrip("."), options, letters)
 
 
@@ -110,11 +188,18 @@ def extract_choice(solution_str: Any, options: Any = None, letters: str | None =
     """The single option letter a response gives as its final answer, or None.
 
     Read after the last ``</think>``. The answer is the *last* statement that names an option
-    (a later one corrects an earlier one): a ``\\boxed{...}``, an ``<answer>...</answer>``, or the words
-    after "The (final/correct) answer is", "Answer:", "The correct option is". A statement names a
-    letter as ``C``, ``(C)``, ``**C**``, ``\\text{C}``, ``C. <option text>``, ``Option C``, or the text
-    of an option. Without any statement, the last non-empty line may be such a form on its own.
-    A statement that names several letters ("A or C", "A, C", "A/B/C/D") gives None: no single answer.
+    (a later one corrects an earlier one): a ``\\boxed{...}``, an ``<answer>...</answer>``, the words
+    after "The (final/correct) answer is", "Answer:", "Ans. is", "The most likely diagnosis is", or the
+    subject of "<...> is the correct answer" / "Option C is correct". A statement names a letter as
+    ``C``, ``(C)``, ``**C**``, ``\\text{C}``, ``'c'``, ``C. <option text>``, ``Option C``, or the text of
+    an option, in its first clause (up to its sentence's end or "because", "since", "which"). A letter
+    after "not" is not named ("not A; it is C" is C); a hedge resolved ("A or C, most likely C") names
+    what follows "most likely". A statement that names several options ("A or C", "A, C", "A/B/C/D",
+    "C. Gout" where C is another option) gives None: no single answer. So does a final statement that
+    contradicts an earlier one without taking it back ("The answer is C" ... "the solution is: A"; a
+    "wait", "actually", "no", "however", ... between them takes it back). Without any statement, the
+    last non-empty line, else the first, may be such a form on its own ("C", "(C)", "C. <C's text>"),
+    unless a line next to it is one too (a list of the options).
 
     Args:
         solution_str: the response.
@@ -126,11 +211,18 @@ def extract_choice(solution_str: Any, options: Any = None, letters: str | None =
         return None
     texts = option_texts(options)
     letters = letters or choice_letters(texts)
-    named = [found for found in (_letters_declared(d.content, texts, letters) for d in declarations(text)) if found]
+    named = [(d.start, found) for d in declarations(text) if (found := _letters_declared(d.content, texts, letters))]
     if not named:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        named = [_last_line_letters(lines[-1], texts, letters)] if lines else []
-    return next(iter(named[-1])) if named and len(named[-1]) == 1 else None
+        final = _alone_on_a_line(lines, texts, letters)
+        return next(iter(final)) if len(final) == 1 else None
+    start, final = named[-1]
+    if len(final) != 1:
+        return None
+    earlier = [(offset, found) for offset, found in named[:-1] if len(found) == 1 and found != final]
+    if earlier and not _RETRACTION_RE.search(text, earlier[-1][0], start):
+        return None
+    return next(iter(final))
 
 
 def score_multiple_choice(solution_str: Any, ground_truth: str, options: Any = None) -> float:

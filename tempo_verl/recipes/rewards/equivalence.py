@@ -14,34 +14,79 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from tempo_verl.recipes.rewards.numeric import expand_scale_words
 from tempo_verl.recipes.rewards.pool import check_equivalent
-from tempo_verl.recipes.rewards.text import answer_part, declarations
-
-#: Without a stated answer, math-verify reads this many characters of the response's end.
-MATH_WINDOW_CHARS = 1500
+from tempo_verl.recipes.rewards.text import Declaration, answer_part, concluded_value, declarations, stated_value
 
 _PERCENT_RE = re.compile(r"\\?%")
 _FORMULA_RE = re.compile(r"[\d$\\]")
+#: An AMC choice label before the value: ``\textbf{(C)}\ 27``, ``(C) 27``.
+_CHOICE_LABEL_RE = re.compile(
+    r"^\s*(?:\\text(?:bf)?\s*\{\s*\(?[A-E]\)\s*\}|\\textbf\s*\{\s*[A-E]\s*\}|\(?[A-E]\))"
+    r"(?:\s|\\[ ,;:!]|\\q?quad|~)*(?=\S)"
+)
+#: A ground truth written as a thousands numeral (``1,000``): one number, not a set.
+_THOUSANDS_RE = re.compile(r"\d{1,3}(?:,\\?!?\d{3})+")
 
 
 def _compact(text: str) -> str:
     return re.sub(r"\s+|\$", "", text)
 
 
-def final_math_answer(solution_str: Any) -> str:
-    """What math-verify is asked about: ``\\boxed{<the last stated answer>}``, a phrase's tail, or the window.
+def _clean(value: str) -> str:
+    """A stated value as math-verify reads it in a box: scale words as numerals, no ``%``, no outer ``$``/``\\(``."""
+    value = _PERCENT_RE.sub("", expand_scale_words(value)).strip()
+    return re.sub(r"^(?:\$|\\\()+|(?:\$|\\\)|\.)+$", "", value).strip()
 
-    ``""`` when the response is empty (or not a string).
+
+def _top_level_parts(text: str) -> int:
+    """How many comma-separated parts ``text`` has outside brackets (``"2, 3"``: 2; ``"(1, 2)"``: 1)."""
+    depth, parts = 0, 1
+    for char in text:
+        depth += char in "([{"
+        depth -= char in ")]}"
+        parts += char == "," and depth == 0
+    return parts
+
+
+def _stated(text: str, parts: int) -> list[tuple[Declaration, str]]:
+    """(declaration, value) of each stated answer that can be a math answer (of ``parts`` values), in order."""
+    found = []
+    for declared in declarations(text):
+        value = declared.content if declared.kind in ("boxed", "tag") else stated_value(declared.content, parts)
+        if declared.kind in ("boxed", "tag") or _FORMULA_RE.search(value):
+            found.append((declared, value))
+    return found
+
+
+def final_math_answer(solution_str: Any, ground_truth: str = "") -> str:
+    """What math-verify is asked about: ``\\boxed{<the final answer>}``, or ``""`` when the response states none.
+
+    The last stated answer (:func:`_stated`), without an AMC choice label (``\\textbf{(C)}\\ 27`` is
+    27) and with scale words as numerals ("3.5 million"). When ``ground_truth`` is a set of k values
+    ("2, 3") and the response ends with k or more boxes of one value each, the last k, joined: one box
+    per solution; a statement of k values in words ("x = 2 or x = 3") is read as the set. Without any
+    statement, the value the response concludes with
+    (:func:`~tempo_verl.recipes.rewards.text.concluded_value`); ``""`` when it states none.
     """
     text = answer_part(solution_str)
     if not text.strip():
         return ""
-    stated = [d for d in declarations(text) if d.kind != "phrase" or _FORMULA_RE.search(d.content)]
+    parts = 1 if _THOUSANDS_RE.fullmatch(ground_truth.strip()) else _top_level_parts(ground_truth)
+    stated = _stated(text, parts)
     if not stated:
-        return _PERCENT_RE.sub("", text[-MATH_WINDOW_CHARS:])
-    last = stated[-1]
-    content = _PERCENT_RE.sub("", last.content)
-    return "\\boxed{" + content + "}" if last.kind != "phrase" else content.rstrip(".")
+        value = concluded_value(text, parts)
+        return "\\boxed{" + _clean(value) + "}" if value else ""
+    content = stated[-1][1]
+    if parts > 1 and _top_level_parts(content) == 1:
+        run = []
+        for declared, value in reversed(stated):
+            if declared.kind != "boxed" or _top_level_parts(value) != 1:
+                break
+            run.insert(0, value)
+        if len(run) >= parts:
+            content = ", ".join(run[-parts:])
+    return "\\boxed{" + _clean(_CHOICE_LABEL_RE.sub("", content)) + "}"
 
 
 def score_math(solution_str: Any, ground_truth: str) -> float:
@@ -50,7 +95,7 @@ def score_math(solution_str: Any, ground_truth: str) -> float:
     Never raises on model output; returns within ``TEMPO_REWARD_MATH_TIMEOUT`` seconds (see the pool).
     """
     gold = _PERCENT_RE.sub("", str(ground_truth)).strip() if ground_truth is not None else ""
-    prediction = final_math_answer(solution_str)
+    prediction = final_math_answer(solution_str, gold)
     if not prediction.strip() or not gold:
         return 0.0
     if prediction.startswith("\\boxed{") and _compact(prediction[7:-1]) == _compact(gold):
