@@ -109,9 +109,8 @@ def _refine(responses: torch.Tensor, lengths: torch.Tensor, layout: GroupLayout,
         if L - width < int(act_depth.max()):  # some windows start before their row's depth (near the end)
             differ &= torch.arange(width, device=device) >= skip[:, None]
         found, first = differ.max(dim=1)
-        limit = (
-            torch.minimum(act_len, lengths.index_select(0, act_rep)) - act_depth
-        )  # both responses still have a token
+        # both responses still have a token
+        limit = torch.minimum(act_len, lengths.index_select(0, act_rep)) - act_depth
         k = torch.minimum(torch.where(found, first - skip, never), limit)
         hit = k < width
         e = torch.where(hit, act_depth + k, never)
