@@ -36,7 +36,7 @@ from verl.workers.rollout.replica import TokenOutput
 from tempo_verl.outputs import atomic_write_text
 from tempo_verl.rollout.backend import TransformersServer, _Request
 from tempo_verl.rollout.config import TreeRolloutConfig
-from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.local import agent_loop_factory, rollout_groups
 from tempo_verl.rollout.sim import Profile, Response, lognormal_workload, replay_workload, simulate
 
 # --- the GPU profile: one H100 SXM, Qwen3-1.7B in bf16, vLLM with verl's rollout defaults ----------
@@ -82,9 +82,9 @@ def calibrate_cpu(task, tokenizer, model, group: int, prompts: int) -> Profile:
     text = task.prompt_text(task.sample_prompts(1, torch.Generator().manual_seed(5))[0])
 
     async def loop_only():
-        loop = make_agent_loop(_Instant(), tokenizer, group, 64, 16, {"roots": group})
+        make_loop = agent_loop_factory(_Instant(), tokenizer, group, 64, 16, {"roots": group})
         uids = [f"c{i}" for i in range(prompts)]
-        return await rollout_groups(loop, [text] * prompts, uids, group, {"temperature": 1.0, "logprobs": True})
+        return await rollout_groups(make_loop, [text] * prompts, uids, group, {"temperature": 1.0, "logprobs": True})
 
     prompt = list(asyncio.run(loop_only())[0][0].prompt_ids)  # the loop's own prompt ids (and its first calls)
     start = time.process_time()

@@ -21,7 +21,7 @@ from tempo_verl.inspect.model import Policy
 from tempo_verl.inspect.prompts import Prompt
 from tempo_verl.recipes.rewards import compute_score
 from tempo_verl.rollout.backend import TransformersServer
-from tempo_verl.rollout.local import make_agent_loop, rollout_groups
+from tempo_verl.rollout.local import agent_loop_factory, rollout_groups
 
 __all__ = ["PROMPT_LENGTH", "Groups", "TimedServer", "grade", "sample_groups", "sampling_params"]
 
@@ -116,8 +116,8 @@ def sample_groups(
     uids = [f"p{i}" for i in range(len(prompts))]
 
     async def rollout() -> list:
-        agent = make_agent_loop(server, policy.tokenizer, n, PROMPT_LENGTH, max_new_tokens, {"roots": roots})
-        return await rollout_groups(agent, [p.text for p in prompts], uids, n, sampling_params(seed))
+        make_loop = agent_loop_factory(server, policy.tokenizer, n, PROMPT_LENGTH, max_new_tokens, {"roots": roots})
+        return await rollout_groups(make_loop, [p.text for p in prompts], uids, n, sampling_params(seed))
 
     start = time.perf_counter()
     outputs = loop.run_until_complete(rollout())
