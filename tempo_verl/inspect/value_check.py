@@ -20,7 +20,6 @@ standard error is reported beside the errors.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,13 +29,9 @@ import numpy as np
 from tempo_verl.demo.stats import bootstrap_interval
 from tempo_verl.inspect.figures import BranchNode, Child
 from tempo_verl.inspect.sampling import sampling_params
+from tempo_verl.rollout.loop import session_seed
 
 __all__ = ["agreement", "continuation_values", "live_children", "sample_nodes", "value_check"]
-
-
-def _seed(seed: int, *key: Any) -> int:
-    digest = hashlib.blake2b("/".join(map(str, (seed, *key))).encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
 
 
 def live_children(node: BranchNode, eos: int, max_new_tokens: int) -> list[Child]:
@@ -87,7 +82,7 @@ def continuation_values(
         budget = max_new_tokens - len(prefix)
         if budget <= 0:
             return k, score(group, list(prefix))
-        params = sampling_params(_seed(seed, "mc", k, j), max_tokens=budget)
+        params = sampling_params(session_seed(seed, f"mc/{k}", j), max_tokens=budget)  # the seed of "seed/mc/k/j"
         out = await server.generate(
             f"mc-{k}-{j}", prompt_ids=list(prompt_ids[group]) + list(prefix), sampling_params=params
         )
