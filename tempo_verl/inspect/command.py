@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -78,16 +77,13 @@ class InspectSettings:
 
 
 def _machine(device: str) -> dict[str, Any]:
+    """The study's machine record (torch, CPU model and flags, commit), with this run's threads, load and GPU."""
     import torch
 
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()),
-    }
+    from tempo_verl.demo.study import machine_info
+
+    info = machine_info(jobs=1)
+    info.update(torch_threads=torch.get_num_threads(), load_average=list(os.getloadavg()))
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
