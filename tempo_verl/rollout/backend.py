@@ -110,36 +110,33 @@ class TransformersServer:
         logprobs: list[list[float]] = [[] for _ in batch]
         done = [b <= 0 for b in budgets]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        filters = [(int(r.params.get("top_k", -1) or -1), float(r.params.get("top_p", 1.0))) for r in batch]
+        greedy = torch.tensor([t <= 0 for t in temperatures])
+        inv_t = torch.tensor([1.0 / t if t > 0 else 1.0 for t in temperatures])[:, None]
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         for _ in range(max(budgets)):
             if all(done):
                 break
-            logits = out.logits[:, -1].float().cpu()
-            scaled = torch.stack(
-                [
-                    _top_k_top_p(
-                        logits[i] / t if t > 0 else logits[i],
-                        int(r.params.get("top_k", -1) or -1),
-                        float(r.params.get("top_p", 1.0)),
-                    )
-                    for i, (r, t) in enumerate(zip(batch, temperatures, strict=True))
-                ]
-            )
+            scaled = out.logits[:, -1].float().cpu() * inv_t  # (B, V)
+            for i, (top_k, top_p) in enumerate(filters):
+                if top_k > 0 or top_p < 1.0:
+                    scaled[i] = _top_k_top_p(scaled[i], top_k, top_p)
             logp = torch.log_softmax(scaled, -1)
-            probs = logp.exp()
-            step = torch.full((len(batch),), self.pad_token_id, dtype=torch.long)
+            # One uniform per request from its own generator, then inverse-CDF sampling of the whole batch:
+            # a request's tokens depend on its seed only, not on its batch-mates' draws.
+            u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])  # (B,)
+            cdf = logp.double().exp().cumsum(-1)  # (B, V)
+            drawn = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+            step = torch.where(greedy, logp.argmax(-1), drawn.clamp(max=logp.shape[-1] - 1))
+            step_logp = logp.gather(1, step[:, None])[:, 0]
+            step_list, logp_list = step.tolist(), step_logp.tolist()
             for i in range(len(batch)):
                 if done[i]:
+                    step[i] = self.pad_token_id
                     continue
-                token = (
-                    int(logp[i].argmax())
-                    if temperatures[i] <= 0
-                    else int(torch.multinomial(probs[i], 1, generator=generators[i]))
-                )
-                step[i] = token
-                tokens[i].append(token)
-                logprobs[i].append(float(logp[i, token]))
-                done[i] = token == self.eos_token_id or len(tokens[i]) >= budgets[i]
+                tokens[i].append(step_list[i])
+                logprobs[i].append(logp_list[i])
+                done[i] = step_list[i] == self.eos_token_id or len(tokens[i]) >= budgets[i]
             if all(done):
                 break
             mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=torch.long, device=device)], dim=1)

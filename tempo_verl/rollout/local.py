@@ -33,6 +33,8 @@ def agent_loop_factory(
         "n": n,
         "prompt_length": prompt_length,
         "response_length": response_length,
+        # verl's default, present as in a real config (a missing key costs an exception per session)
+        "full_determinism": False,
         "custom": {"tree": tree or {}},
     }
     config = OmegaConf.create({"actor_rollout_ref": {"rollout": rollout}, "data": {}})
