@@ -21,7 +21,7 @@ from verl.utils.torch_functional import logprobs_from_logits
 from tempo_verl.demo.task import EOS, PAD, UNK, ItemTask
 from tempo_verl.rollout import STATS_KEY
 from tempo_verl.rollout.backend import TransformersServer
-from tempo_verl.rollout.local import agent_loop_factory, rollout_groups
+from tempo_verl.rollout.local import agent_loop_factory, new_event_loop, rollout_groups
 from tempo_verl.rollout.metrics import tree_rollout_metrics
 
 __all__ = [
@@ -115,10 +115,10 @@ _loop: asyncio.AbstractEventLoop | None = None
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
-    """One event loop for every step (``asyncio.run`` would start, and stop, a fresh thread pool each step)."""
+    """One event loop for every step (``asyncio.run`` would start, and stop, a fresh one each step)."""
     global _loop
     if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
+        _loop = new_event_loop()
     return _loop
 
 

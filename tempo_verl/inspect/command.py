@@ -13,7 +13,6 @@ Phases (a progress bar over responses and continuations)::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -115,6 +114,7 @@ def run_inspect(
     from tempo_verl.inspect.sampling import grade, sample_groups
     from tempo_verl.inspect.value_check import live_children, sample_nodes, value_check
     from tempo_verl.rollout.backend import TransformersServer
+    from tempo_verl.rollout.local import new_event_loop
     from tempo_verl.trees.records import group_records
     from tempo_verl.trees.render import render_html
 
@@ -122,7 +122,7 @@ def run_inspect(
     started = time.perf_counter() - load_s
     cpu_started = time.process_time()
     tell = progress or (lambda *a: None)
-    loop = asyncio.new_event_loop()
+    loop = new_event_loop()
     try:
         groups, figures, trees = {}, {}, {}
         algorithm = algorithm_config()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from inspect import signature
 from typing import Any
 
 import torch
@@ -51,6 +52,8 @@ class TransformersServer:
         self._generator = torch.Generator().manual_seed(seed)
         self._pending: list[_Request] = []
         self._worker: asyncio.Task | None = None
+        # the prefill needs the last position's logits only (a 49k vocabulary times every prompt token otherwise)
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in signature(model.forward).parameters else {}
         self.batches = 0
         self.requests = 0
 
@@ -113,7 +116,8 @@ class TransformersServer:
         filters = [(int(r.params.get("top_k", -1) or -1), float(r.params.get("top_p", 1.0))) for r in batch]
         greedy = torch.tensor([t <= 0 for t in temperatures])
         inv_t = torch.tensor([1.0 / t if t > 0 else 1.0 for t in temperatures])[:, None]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        prefill = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **self._last_logits}
+        out = self.model(**prefill, use_cache=True)
         for _ in range(max(budgets)):
             if all(done):
                 break

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -19,7 +20,28 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from tempo_verl.rollout.loop import TreeAgentLoop
 
-__all__ = ["agent_loop_factory", "rollout_groups"]
+__all__ = ["agent_loop_factory", "new_event_loop", "rollout_groups"]
+
+
+class _Inline(ThreadPoolExecutor):
+    """Runs what verl's loops hand to ``run_in_executor`` (tokenizing a prompt) at once, in the loop's thread."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # handed to the awaiting session, as a thread pool would
+            future.set_exception(err)
+        return future
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """An event loop for in-process rollouts whose default executor runs inline: no thread hops per session
+    (a third of the demo's rollout time on 2 cores), and the sessions' requests reach the server in the
+    same order on every run."""
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_Inline(max_workers=1))
+    return loop
 
 
 def agent_loop_factory(
