@@ -8,7 +8,7 @@ then trains every arm for ``--steps`` steps from the warm-up, ``--jobs`` runs at
 processes of one torch thread each (as the study does, so the step times include the contention of
 parallel workers), and projects the whole protocol:
 
-    selection: arms x lr grid x selection seeds, each of the protocol's selection_steps
+    selection: arms x lr grid x selection seeds, full length
     evaluation: arms x evaluation seeds, at each arm's own lr ("picks agree": every same-rollout pair
         picked the same lr) or also at its partner's lr ("every pair differs": the most runs)
     tree pages: one rerun per arm, at most a whole run
@@ -59,14 +59,14 @@ def main() -> None:
                 core_s = 0.0
                 for arm in arms:
                     lrs = 2 if case == "every pair differs" and arm in paired else 1
-                    selection = len(proto.lr_grid) * len(proto.selection_seeds) * proto.selection_steps
-                    core_s += (selection + (lrs * len(proto.eval_seeds) + 1) * proto.steps) * step_s[arm]
+                    runs = len(proto.lr_grid) * len(proto.selection_seeds) + lrs * len(proto.eval_seeds) + 1
+                    core_s += runs * proto.steps * step_s[arm]
                 totals[case] += ready.warmup_time_s + core_s / args.jobs
             times = ", ".join(f"{a.key} {1000 * s:.0f} ms" for a, s in step_s.items())
             print(
                 f"{name}: warm-up {ready.warmup_time_s:.1f} s; mean step ({args.jobs} workers) {times}; "
-                f"{len(arms)} arms x ({len(proto.lr_grid)} lrs x {len(proto.selection_seeds)} selection seeds "
-                f"x {proto.selection_steps} steps + {len(proto.eval_seeds)} evaluation seeds x {proto.steps} steps)"
+                f"{len(arms)} arms x {len(proto.lr_grid)} lrs x {len(proto.selection_seeds)} selection seeds "
+                f"+ {len(proto.eval_seeds)} evaluation seeds x {proto.steps} steps"
             )
     for case, wall in totals.items():
         verdict = "within" if wall / 60 <= BUDGET_MIN else "OVER"

@@ -173,8 +173,7 @@ class Protocol:
 
     Attributes:
         task: the demo task's name.
-        steps: RL steps of every evaluation run (the budget a censored seed counts at).
-        selection_steps: RL steps of every selection run (its lr's score is the mean reward over them).
+        steps: RL steps of every run (the budget a censored seed counts at).
         lr_grid: the learning rates every arm is tried at.
         target: mean reward to reach (trailing ``window``-step mean of the batch reward).
         selection_seeds: seeds that choose each arm's lr.
@@ -189,7 +188,6 @@ class Protocol:
     steps: int
     lr_grid: tuple[float, ...]
     target: float
-    selection_steps: int
     selection_seeds: tuple[int, ...] = (200, 201, 202, 203)
     eval_seeds: tuple[int, ...] = tuple(range(300, 320))
     window: int = 3
@@ -235,13 +233,12 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "rule": Protocol(task="rule", steps=150, lr_grid=(3e-4, 5e-4, 1e-3, 1.5e-3), target=0.4, selection_steps=75),
+    "rule": Protocol(task="rule", steps=150, lr_grid=(3e-4, 5e-4, 1e-3, 1.5e-3), target=0.4),
 }
 
 # --quick: the same code path in seconds (for tests), NOT A RESULT (said in every output).
 QUICK: dict[str, Any] = {
     "steps": 3,
-    "selection_steps": 3,
     "lr_grid": (1e-3, 3e-3),
     "selection_seeds": (100,),
     "eval_seeds": (0, 1),
@@ -522,10 +519,9 @@ def run_task(
 
     # 1. Selection: every arm without a fixed lr, at every lr of the grid, on every selection seed.
     chosen = [a for a in arms if a not in fixed]
-    selecting = replace(proto, steps=proto.selection_steps)
     selected = run(
         [
-            Job(selecting, a, lr, s, "selection", ready.warm_state)
+            Job(proto, a, lr, s, "selection", ready.warm_state)
             for a in chosen
             for lr in proto.lr_grid
             for s in proto.selection_seeds
@@ -574,7 +570,6 @@ def run_task(
         "seed_sets": {name: list(seeds) for name, seeds in sets.items()},
         "lr_grid": list(proto.lr_grid),
         "steps": proto.steps,
-        "selection_steps": proto.selection_steps,
         "target": proto.target,
         "target_window": proto.window,
         "baseline": BASELINE,
