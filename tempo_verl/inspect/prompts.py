@@ -42,6 +42,19 @@ _NAMES = ("Ada", "Bruno", "Chidi", "Dana", "Emil", "Farah", "Goran", "Hana", "In
 _ITEMS = ("marbles", "stickers", "pencils", "apples", "stamps", "shells", "cards", "buttons")
 
 
+def _gets_more(r: random.Random) -> tuple[str, int]:
+    name, item = r.choice(_NAMES), r.choice(_ITEMS)
+    a, b = r.randint(3, 20), r.randint(2, 9)
+    return f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?", a + b
+
+
+def _gives_away(r: random.Random) -> tuple[str, int]:
+    name, item = r.choice(_NAMES), r.choice(_ITEMS)
+    a = r.randint(8, 30)
+    b = r.randint(2, a - 3)
+    return f"{name} has {a} {item} and gives {b} of them away. How many {item} does {name} have left?", a - b
+
+
 def _more_and_fewer(r: random.Random) -> tuple[str, int]:
     name, item = r.choice(_NAMES), r.choice(_ITEMS)
     a, b = r.randint(12, 60), r.randint(5, 40)
@@ -98,7 +111,10 @@ def _twice(r: random.Random) -> tuple[str, int]:
     return text, 3 * a + b
 
 
+#: One-step problems first (a 135M model solves some of them, so groups have mixed outcomes), then two-step ones.
 _TEMPLATES: tuple[Callable[[random.Random], tuple[str, int]], ...] = (
+    _gets_more,
+    _gives_away,
     _more_and_fewer,
     _boxes,
     _change,

@@ -90,7 +90,11 @@ class TransformersServer:
 
     @torch.no_grad()
     def _decode(self, batch: list[_Request]) -> list[TokenOutput]:
-        """Sample every request of ``batch`` to its end; ``(B, T)`` left-padded, one forward pass per token."""
+        """Sample every request of ``batch`` to its end; ``(B, T)`` left-padded, one forward pass per token.
+
+        A request that ends (its end token or its budget) leaves the batch and its rows of the KV cache
+        (``Cache.reorder_cache``, as beam search uses it), so the rest decode at the cost of what is left.
+        """
         self.batches += 1
         self.requests += len(batch)
         device = next(self.model.parameters()).device
@@ -118,38 +122,46 @@ class TransformersServer:
         inv_t = torch.tensor([1.0 / t if t > 0 else 1.0 for t in temperatures])[:, None]
         prefill = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, **self._last_logits}
         out = self.model(**prefill, use_cache=True)
+        rows = list(range(len(batch)))  # the request of each row of the model's batch
         for _ in range(max(budgets)):
-            if all(done):
-                break
-            scaled = out.logits[:, -1].float().cpu() * inv_t  # (B, V)
-            for i, (top_k, top_p) in enumerate(filters):
+            index = torch.tensor(rows)
+            scaled = out.logits[:, -1].float().cpu() * inv_t[index]  # (b, V)
+            for j, i in enumerate(rows):
+                top_k, top_p = filters[i]
                 if top_k > 0 or top_p < 1.0:
-                    scaled[i] = _top_k_top_p(scaled[i], top_k, top_p)
+                    scaled[j] = _top_k_top_p(scaled[j], top_k, top_p)
             logp = torch.log_softmax(scaled, -1)
             # One uniform per request from its own generator, then inverse-CDF sampling of the whole batch:
             # a request's tokens depend on its seed only, not on its batch-mates' draws.
-            u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])  # (B,)
-            cdf = logp.double().exp().cumsum(-1)  # (B, V)
+            u = torch.cat([torch.rand(1, generator=generators[i], dtype=torch.float64) for i in rows])  # (b,)
+            cdf = logp.double().exp().cumsum(-1)  # (b, V)
             drawn = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
-            step = torch.where(greedy, logp.argmax(-1), drawn.clamp(max=logp.shape[-1] - 1))
+            step = torch.where(greedy[index], logp.argmax(-1), drawn.clamp(max=logp.shape[-1] - 1))
             step_logp = logp.gather(1, step[:, None])[:, 0]
             step_list, logp_list = step.tolist(), step_logp.tolist()
-            for i in range(len(batch)):
-                if done[i]:
-                    step[i] = self.pad_token_id
-                    continue
-                tokens[i].append(step_list[i])
-                logprobs[i].append(logp_list[i])
-                done[i] = step_list[i] == self.eos_token_id or len(tokens[i]) >= budgets[i]
-            if all(done):
+            for j, i in enumerate(rows):
+                if not done[i]:
+                    tokens[i].append(step_list[j])
+                    logprobs[i].append(logp_list[j])
+                    done[i] = step_list[j] == self.eos_token_id or len(tokens[i]) >= budgets[i]
+            keep = [j for j, i in enumerate(rows) if not done[i]]
+            if not keep:
                 break
-            mask = torch.cat([mask, torch.ones((len(batch), 1), dtype=torch.long, device=device)], dim=1)
+            cache = out.past_key_values
+            if len(keep) < len(rows) and hasattr(cache, "reorder_cache"):  # finished rows leave the batch
+                kept = torch.tensor(keep)
+                cache.reorder_cache(kept.to(device))
+                step, mask, positions = step[kept], mask[kept.to(device)], positions[kept.to(device)]
+                rows = [rows[j] for j in keep]
+            else:
+                step = step.masked_fill(torch.tensor([done[i] for i in rows]), self.pad_token_id)
+            mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.long, device=device)], dim=1)
             positions = positions[:, -1:] + 1
             out = self.model(
                 input_ids=step[:, None].to(device),
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=out.past_key_values,
+                past_key_values=cache,
                 use_cache=True,
             )
         return [

@@ -5,7 +5,8 @@ KV cache has room (and fewer than ``max_seqs`` run), prefills their uncached inp
 decodes one token for every running sequence; a finished sequence leaves at once; when the running
 contexts outgrow the cache, the newest sequence is preempted and recomputed later. Static batching
 (the CPU backend, :class:`~tempo_verl.rollout.backend.TransformersServer`): the requests waiting
-when a batch ends form the next batch, which decodes every row until its longest row ends.
+when a batch ends form the next batch; a row that finishes leaves it (the rest decode at the cost of
+what is left), and its answer comes back when the batch's last row ends.
 
 The groups are planned by the loop's own :class:`~tempo_verl.rollout.plan.TreePlan` (the branch-
 point rule, rounds, schedules): a root or segment finishing on the clock is reported to the plan,
@@ -146,11 +147,12 @@ class _Server:
             context = sum(r.inputs + r.generated for r in live)
             steps = min(r.target - r.generated for r in live)
             steps = min(steps, max(1, (p.kv_tokens - context) // rows))
-        else:  # one padded batch: every row is computed until the longest ends
+        else:  # one padded batch: a finished row leaves it, nothing joins until its last row ends
             width = max(r.inputs for r in self.running)
             prefill = width * len(admitted)
             live = [r for r in self.running if r.generated < r.target]
-            context = rows * (width + max(r.generated for r in self.running))
+            rows = len(live)
+            context = rows * (width + max(r.generated for r in live))
             steps = min(r.target - r.generated for r in live)
         decode = steps * (p.step_s + p.seq_s * rows) + p.context_s * (steps * context + rows * steps * (steps - 1) / 2)
         end = now + prefill * p.prefill_s + decode

@@ -33,11 +33,11 @@ def test_continuous_batching_clock() -> None:
     assert result.generated_tokens == result.response_tokens == 6
 
 
-def test_static_batches_run_every_row_to_the_longest() -> None:
+def test_static_batches_shrink_as_rows_finish_and_answer_together() -> None:
     static = Profile("static", 1.0, 0.5, 0.0, 0.25, 10**9, 10**6, prefix_cache=False, continuous=False, request_s=0.1)
     result = simulate(_fixed({0: 2, 1: 4}, n=2), static, roots=2)
-    # 2 requests of loop time, prefill 2 rows x 4 tokens x 0.25, then 4 steps of both rows
-    assert result.wall_s == pytest.approx(2 * 0.1 + 2 * 4 * 0.25 + 4 * 2.0)
+    # 2 requests of loop time, prefill 2 rows x 4 tokens x 0.25, 2 steps of both rows, 2 steps of the longer one
+    assert result.wall_s == pytest.approx(2 * 0.1 + 2 * 4 * 0.25 + 2 * 2.0 + 2 * 1.5)
 
 
 def test_kv_capacity_queues_and_preempts() -> None:
