@@ -315,8 +315,8 @@ def inspect_(
     Samples each prompt's group twice from one model and seed stream, independently and as a tree (the
     tempo_tree agent loop), grades the responses with the recipes' compute_score, computes verl's tempo and
     grpo advantages, and checks the tree's prefix values V against fresh continuations. Writes inspect.json,
-    inspect.txt, trees.html and inspect.png to --out, whole or not at all. The offline default took 40
-    CPU-minutes on SmolLM2 (docs/inspect.md): use --prompts, --n and --max-new-tokens to make it smaller.
+    inspect.txt, trees.html and inspect.png to --out, whole or not at all. The offline default took 7 minutes
+    on 2 CPU cores (docs/inspect.md); --prompts, --n, --max-new-tokens, --nodes and --mc set its size.
     """
     from tempo_verl.inspect.command import InspectSettings, inspect_command
 
