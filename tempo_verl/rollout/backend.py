@@ -149,9 +149,9 @@ class TransformersServer:
                 break
             cache = out.past_key_values
             if len(keep) < len(rows) and hasattr(cache, "reorder_cache"):  # finished rows leave the batch
-                kept = torch.tensor(keep)
-                cache.reorder_cache(kept.to(device))
-                step, mask, positions = step[kept], mask[kept.to(device)], positions[kept.to(device)]
+                kept = torch.tensor(keep, device=device)
+                cache.reorder_cache(kept)
+                step, mask, positions = step[kept.cpu()], mask[kept], positions[kept]
                 rows = [rows[j] for j in keep]
             else:
                 step = step.masked_fill(torch.tensor([done[i] for i in rows]), self.pad_token_id)

@@ -140,20 +140,19 @@ class _Server:
         """
         p = self.profile
         admitted = self._admit()
-        rows = len(self.running)
         if p.continuous:
             prefill = sum(r.inputs + r.generated - (r.cached if p.prefix_cache else 0) for r in admitted)
             live = self.running
             context = sum(r.inputs + r.generated for r in live)
             steps = min(r.target - r.generated for r in live)
-            steps = min(steps, max(1, (p.kv_tokens - context) // rows))
+            steps = min(steps, max(1, (p.kv_tokens - context) // len(live)))
         else:  # one padded batch: a finished row leaves it, nothing joins until its last row ends
             width = max(r.inputs for r in self.running)
             prefill = width * len(admitted)
             live = [r for r in self.running if r.generated < r.target]
-            rows = len(live)
-            context = rows * (width + max(r.generated for r in live))
+            context = len(live) * (width + max(r.generated for r in live))
             steps = min(r.target - r.generated for r in live)
+        rows = len(live)  # the rows each decode step computes
         decode = steps * (p.step_s + p.seq_s * rows) + p.context_s * (steps * context + rows * steps * (steps - 1) / 2)
         end = now + prefill * p.prefill_s + decode
         for r in live:
